@@ -1,0 +1,248 @@
+"""Training loop for the course GPT, and a command line that trains on any UTF-8 text.
+
+    python -m course_utils.train --corpus small --steps 2000 --out my-model
+    python -m course_utils.train --data notes.txt --steps 500 --out notes-model
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from .model import GPT, GPTConfig
+from .runtime import get_device, seed_everything, set_threads
+from .tokenizers import CharTokenizer
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_batches: int = 20
+    seed: int = 0
+    keep_best: bool = False      # restore the weights with the best validation loss at the end
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.eval_interval < 1 or self.eval_batches < 1:
+            raise ValueError("steps, batch_size, eval_interval and eval_batches must all be >= 1")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("warmup_steps, grad_clip and weight_decay must be >= 0")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
+              generator: torch.Generator | None = None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of ``block_size`` tokens and the same windows shifted by one."""
+    if len(data) <= block_size:
+        raise ValueError(f"data has {len(data)} tokens; need more than block_size={block_size}")
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size)
+    x = data[starts[:, None] + offsets]
+    y = data[starts[:, None] + offsets + 1]
+    return x.to(device), y.to(device)
+
+
+def fixed_batches(data: torch.Tensor, block_size: int, batch_size: int, n: int, seed: int = 1234):
+    """``n`` batches drawn once, so every evaluation compares like with like."""
+    g = torch.Generator().manual_seed(seed)
+    return [get_batch(data, block_size, batch_size, g) for _ in range(n)]
+
+
+@torch.no_grad()
+def estimate_loss(model: GPT, batches) -> float:
+    """Mean loss over fixed batches (model put in eval mode, then restored)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = sum(model(x.to(device), y.to(device)).loss.item() for x, y in batches)
+    model.train(was_training)
+    return total / len(batches)
+
+
+@torch.no_grad()
+def full_loss(model: GPT, data: torch.Tensor, batch_size: int = 32, max_tokens: int | None = None) -> float:
+    """Loss over a whole split: consecutive non-overlapping windows, every target counted once."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    T = model.config.block_size
+    data = data[: max_tokens + 1] if max_tokens else data
+    n_targets = len(data) - 1
+    starts = list(range(0, n_targets, T))
+    full, last = [s for s in starts if s + T <= n_targets], [s for s in starts if s + T > n_targets]
+    total = 0.0
+    for i in range(0, len(full), batch_size):
+        rows = full[i:i + batch_size]
+        x = torch.stack([data[s:s + T] for s in rows]).to(device)
+        y = torch.stack([data[s + 1:s + 1 + T] for s in rows]).to(device)
+        total += model(x, y).loss.item() * y.numel()
+    for s in last:                                   # the final, shorter window
+        x, y = data[s:n_targets][None].to(device), data[s + 1:][None].to(device)
+        total += model(x, y).loss.item() * y.numel()
+    model.train(was_training)
+    return total / n_targets
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases and LayerNorm gains)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=(0.9, cfg.beta2))
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)   # one fused kernel per step
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: TrainConfig,
+          callback: Callable[[dict], bool | None] | None = None, progress: bool = True,
+          device: str | torch.device | None = None) -> list[dict]:
+    """Train ``model`` on token tensors; return the evaluation history.
+
+    Every ``eval_interval`` steps (and at the first and last step) the loss on fixed train
+    and validation batches is recorded and ``callback(record)`` is called; a callback that
+    returns True stops training. Interrupting the kernel also stops cleanly: the model
+    keeps what it learned so far and the history so far is returned.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    block = model.config.block_size
+    g = torch.Generator().manual_seed(cfg.seed)
+    train_eval = fixed_batches(train_data, block, cfg.batch_size, cfg.eval_batches, seed=cfg.seed + 1)
+    val_eval = fixed_batches(val_data, block, cfg.batch_size, cfg.eval_batches, seed=cfg.seed + 2)
+    opt = make_optimizer(model, cfg)
+    history: list[dict] = []
+    best = (float("inf"), None)
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="training", disable=not progress, leave=True)
+    smoothed = None
+
+    def evaluate(step: int) -> bool:
+        nonlocal best
+        record = {"step": step, "train_loss": estimate_loss(model, train_eval),
+                  "val_loss": estimate_loss(model, val_eval), "lr": lr_at(min(step, cfg.steps - 1), cfg),
+                  "seconds": time.perf_counter() - start, "tokens": step * cfg.batch_size * block}
+        history.append(record)
+        bar.set_postfix(train=f"{record['train_loss']:.3f}", val=f"{record['val_loss']:.3f}")
+        if cfg.keep_best and record["val_loss"] < best[0]:
+            best = (record["val_loss"], copy.deepcopy(model.state_dict()))
+        return bool(callback and callback(record))
+
+    try:
+        stop = evaluate(0)
+        for step in bar:
+            if stop:
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            x, y = get_batch(train_data, block, cfg.batch_size, g, device)
+            loss = model(x, y).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
+            done = step + 1
+            if done % cfg.eval_interval == 0 or done == cfg.steps:
+                stop = evaluate(done)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted after {len(history)} evaluations: the model keeps what it has learned so far.")
+    finally:
+        bar.close()
+        model.eval()
+    if cfg.keep_best and best[1] is not None:
+        model.load_state_dict(best[1])
+    return history
+
+
+def encode_text(text: str, tokenizer: CharTokenizer) -> torch.Tensor:
+    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m course_utils.train",
+                                description="Train a character-level GPT on a UTF-8 text file.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="UTF-8 text file: first 90%% train, last 10%% validation")
+    src.add_argument("--corpus", choices=["small", "full"], help="the course's Shakespeare corpus")
+    p.add_argument("--out", required=True, help="folder for model.safetensors + config.json")
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--pos-encoding", choices=["learned", "sinusoidal"], default="learned")
+    for f in ("steps", "batch_size", "warmup_steps", "eval_interval", "eval_batches", "seed"):
+        p.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(TrainConfig, f))
+    for f in ("lr", "min_lr", "weight_decay", "beta2", "grad_clip"):
+        p.add_argument("--" + f.replace("_", "-"), type=float, default=getattr(TrainConfig, f))
+    p.add_argument("--keep-best", action="store_true", help="save the weights with the best val loss")
+    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    device = get_device(args.device)
+    if args.corpus:
+        from . import assets
+        train_text, val_text = assets.shakespeare(args.corpus, "train"), assets.shakespeare(args.corpus, "val")
+        tokenizer = CharTokenizer(assets.corpus_alphabet())
+    else:
+        with open(args.data, encoding="utf-8") as f:
+            text = f.read()
+        cut = int(len(text) * 0.9)
+        train_text, val_text = text[:cut], text[cut:]
+        tokenizer = CharTokenizer.from_text(text)
+    train_data, val_data = encode_text(train_text, tokenizer), encode_text(val_text, tokenizer)
+    model_cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
+                          n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout,
+                          pos_encoding=args.pos_encoding)
+    cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    model = GPT(model_cfg).to(device)
+    print(f"{model.num_parameters():,} parameters | {len(train_data):,} train / {len(val_data):,} val tokens "
+          f"| device {device}", flush=True)
+    t0 = time.perf_counter()
+    history = train(model, train_data, val_data, cfg, progress=not args.no_progress, device=device)
+    seconds = time.perf_counter() - t0
+    val = full_loss(model, val_data)
+    command = "python -m course_utils.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    model.to("cpu").save(args.out, tokenizer=tokenizer.to_dict(), train=asdict(cfg), history=history,
+                         val_loss_full=val, data=args.data or f"course corpus: {args.corpus}",
+                         train_seconds=seconds, command=command)
+    print(f"done in {seconds:.0f} s | validation loss over the whole split {val:.4f} | saved to {args.out}")
+    return {"val_loss": val, "seconds": seconds}
+
+
+if __name__ == "__main__":
+    main()
