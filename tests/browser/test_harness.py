@@ -1,0 +1,79 @@
+"""The browser checks themselves can fail: run a fixture notebook with known breakage.
+
+fixtures/harness_demo.ipynb has three working interactive cells (a slider that redraws a bar
+chart, a dropdown that redraws a FigureWidget heatmap, a Generate button) and, on purpose,
+a slider that never reaches its plot (the mutation), a widget text fallback, an empty figure,
+a hot-linked image and an error. Every check must flag exactly the broken ones.
+"""
+import pytest
+
+HARNESS = "_harness/harness_demo.ipynb"
+
+
+@pytest.fixture(scope="module")
+def demo(notebook_runner):
+    return notebook_runner(HARNESS)
+
+
+def _cell_with(run, text):
+    return run.page.locator(".jp-Notebook .jp-Cell").filter(has_text=text)
+
+
+def test_generic_checks_flag_exactly_the_broken_cells(demo):
+    problems = demo.problems()
+    flagged = {int(p.split()[1]) for p in problems}
+    assert flagged == {6, 7, 9}, "expected the fallback (6), empty figure (7) and error (9) cells:\n" + \
+        "\n".join(problems)
+    assert any("text fallback" in p and "interactive(children=" in p for p in problems)
+    assert any("'Harness: empty' is empty" in p for p in problems)
+    assert any("ValueError: harness: deliberate error" in p for p in problems)
+    assert not demo.ok, "Run All should report the failing cell"
+    assert demo.non_local_requests() == ["http://example.invalid/pixel.png"]
+    demo.shot("page")
+
+
+def test_slider_changes_plot(demo):
+    slider = demo.slider(r"^temperature$")
+    cell = demo.cell_of(slider)
+    before = demo.plots_state(cell)
+    old, new = demo.move_slider(slider, "ArrowRight", presses=10)
+    assert (old, new) == ("1.00", "2.00")
+    after = demo.wait_plots_change(before, cell)
+    assert len(after) == 1 and after != before
+    demo.shot("temperature-2", cell)
+
+
+def test_frozen_slider_is_caught(demo):
+    """The mutation: a slider whose callback ignores its value must fail wait_plots_change."""
+    slider = demo.slider(r"^frozen$")
+    cell = demo.cell_of(slider)
+    before = demo.plots_state(cell)
+    demo.move_slider(slider, "ArrowRight", presses=5)
+    demo.wait_kernel_idle()
+    with pytest.raises(AssertionError, match="did not change"):
+        demo.wait_plots_change(before, cell, timeout_s=4)
+
+
+def test_dropdown_changes_figurewidget(demo):
+    dropdown = demo.dropdown(r"^layer$")
+    cell = demo.cell_of(dropdown)
+    before = demo.plots_state(cell)
+    dropdown.first.locator("select").select_option(label="2")
+    demo.wait_plots_change(before, cell)
+    demo.shot("layer-2", cell)
+
+
+def test_button_produces_text(demo):
+    button = demo.button(r"^Generate$")
+    cell = demo.cell_of(button)
+    before = demo.output_text(cell)
+    button.first.click()
+    demo.page.wait_for_function(
+        "([c, b]) => Array.from(c.querySelectorAll('.widget-output')).map(o => o.innerText).join('').trim().length > 0",
+        arg=[cell.first.element_handle(), before], timeout=15_000)
+    first = demo.output_text(cell)
+    button.first.click()
+    demo.page.wait_for_function("([c, t]) => Array.from(c.querySelectorAll('.jp-OutputArea-output'))"
+                                ".filter(o => !o.querySelector('.js-plotly-plot')).map(o => o.innerText).join('\\n') !== t",
+                                arg=[cell.first.element_handle(), first], timeout=15_000)
+    assert demo.output_text(cell) != first
