@@ -54,9 +54,10 @@ case "${1:-}" in
         exec .venv/bin/python -m jupyterlab notebooks/00_start_here.ipynb
         ;;
     test)
+        # Tests keep their cache (tiktoken files, converted SmolLM2) inside the checkout.
+        export COURSE_CACHE_DIR="$PWD/.cache" HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
         install
         browser_prerequisites
-        export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
         # Unit tests and every notebook, two at a time (one notebook per worker).
         .venv/bin/python -m pytest -n 2 --dist loadfile --ignore=tests/browser
         # The course in a real browser, serially.

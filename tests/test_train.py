@@ -1,0 +1,83 @@
+import json
+import math
+
+import pytest
+import torch
+
+from course_utils.model import GPT, GPTConfig
+from course_utils.train import TrainConfig, fixed_batches, full_loss, get_batch, lr_at, main, train
+
+
+def test_lr_schedule_warms_up_then_decays_to_min():
+    cfg = TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=100)
+    assert lr_at(0, cfg) == pytest.approx(1e-5)
+    assert lr_at(99, cfg) == pytest.approx(1e-3)
+    assert lr_at(550, cfg) == pytest.approx(5.5e-4)
+    assert lr_at(1000, cfg) == pytest.approx(1e-4)
+    lrs = [lr_at(s, cfg) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_batches_are_shifted_windows():
+    data = torch.arange(100)
+    x, y = get_batch(data, 8, 4, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 8)
+    assert torch.equal(y, x + 1)
+    with pytest.raises(ValueError, match="block_size"):
+        get_batch(torch.arange(5), 8, 1)
+
+
+def test_fixed_batches_repeat():
+    data = torch.arange(500)
+    a, b = fixed_batches(data, 8, 2, 3), fixed_batches(data, 8, 2, 3)
+    assert all(torch.equal(p[0], q[0]) for p, q in zip(a, b))
+
+
+def test_full_loss_counts_every_target_once():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8)).eval()
+    data = torch.randint(7, (30,))           # 29 targets: windows of 8, 8, 8 and a last one of 5
+    manual, count = 0.0, 0
+    for s in range(0, 29, 8):
+        x, y = data[s:min(s + 8, 29)][None], data[s + 1:min(s + 9, 30)][None]
+        manual += model(x, y).loss.item() * y.numel()
+        count += y.numel()
+    assert count == 29
+    assert full_loss(model, data, batch_size=2) == pytest.approx(manual / count, rel=1e-6)
+
+
+def test_training_learns_a_repeating_pattern_and_callback_can_stop():
+    torch.manual_seed(0)
+    data = torch.tensor([0, 1, 2, 3, 4, 5] * 200)
+    model = GPT(GPTConfig(vocab_size=6, block_size=12, n_layer=1, n_head=2, n_embd=16))
+    cfg = TrainConfig(steps=150, batch_size=8, lr=3e-3, warmup_steps=10, eval_interval=50, eval_batches=2)
+    history = train(model, data, data, cfg, progress=False)
+    assert [r["step"] for r in history] == [0, 50, 100, 150]
+    assert history[0]["val_loss"] > math.log(6) - 0.2
+    assert history[-1]["val_loss"] < 0.3             # the pattern is fully predictable
+    seen = []
+    model2 = GPT(GPTConfig(vocab_size=6, block_size=12, n_layer=1, n_head=2, n_embd=16))
+    train(model2, data, data, cfg, progress=False, callback=lambda r: seen.append(r["step"]) or r["step"] >= 50)
+    assert seen == [0, 50]
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainConfig(lr=1e-3, min_lr=1e-2)
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
+
+
+def test_command_line_trains_on_any_text_file(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("héllo wörld, this is a tiny UTF-8 corpus. " * 80, encoding="utf-8")
+    out = tmp_path / "model"
+    result = main(["--data", str(text), "--out", str(out), "--steps", "30", "--n-layer", "1", "--n-embd", "16",
+                   "--n-head", "2", "--block-size", "16", "--batch-size", "4", "--eval-interval", "15",
+                   "--eval-batches", "2", "--no-progress", "--threads", "1"])
+    meta = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert "ö" in meta["tokenizer"]["chars"]
+    assert meta["command"].startswith("python -m course_utils.train --data")
+    assert result["val_loss"] < math.log(len(meta["tokenizer"]["chars"]))
+    model, _ = GPT.load(out)
+    assert model.config.block_size == 16
