@@ -280,27 +280,44 @@ JS_RUN_ALL = """() => { window.__courseRunAll = {done: false};
     e => { window.__courseRunAll = {done: true, ok: false, error: String(e)}; });
   return true; }"""
 
+JS_HAS_DATA = """t => ['x','y','z','values','lat','lon','r','a','b','cells','header'].some(k => {
+      const v = t[k]; if (v == null) return false;
+      if (k === 'cells' || k === 'header') return !!(v.values && v.values.length);
+      return typeof v.length === 'number' && v.length > 0; })"""
+
+JS_SETTLED = """() => { const hasData = %s;
+  return !Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+            .some(el => /Loading widget\\.\\.\\./.test(el.innerText || ''))
+      && Array.from(document.querySelectorAll('.js-plotly-plot'))
+            .every(d => d.querySelector('.main-svg') && (d._fullData || []).some(hasData)); }""" % JS_HAS_DATA
+
 # Per cell: source head, execution count, error outputs, and what is on screen.
 JS_REPORT = r"""() => {
   const nb = window.jupyterapp.shell.currentWidget.content;
   const FALLBACK = /^\s*(interactive|FigureWidget|[A-Z][A-Za-z]*(Box|Slider|Widget|Button|Buttons|Dropdown|Output|Text|Progress|Checkbox|Select|Tab|Accordion|HTML|Label))\((children|value|layout|description|options|data|_dom_classes|style|outputs)?=?/;
-  const hasData = t => ['x','y','z','values','lat','lon','r','a','b','cells','header'].some(k => {
-      const v = t[k]; if (v == null) return false;
-      if (k === 'cells' || k === 'header') return !!(v.values && v.values.length);
-      return typeof v.length === 'number' && v.length > 0; });
+  const hasData = HAS_DATA;
   return nb.widgets.map((cell, i) => {
     const m = cell.model, node = cell.node;
     const r = {index: i, type: m.type, source: m.sharedModel.getSource().slice(0, 120),
                count: m.type === 'code' ? m.executionCount : null, errors: [], plots: [], widgets: [],
                fallbacks: [], tracebacks: []};
     if (m.type !== 'code') return r;
+    // Model outputs and their on-screen elements line up one to one (children of the output area).
+    const children = cell.outputArea ? Array.from(cell.outputArea.node.children) : [];
     for (let j = 0; j < m.outputs.length; j++) {
-      const o = m.outputs.get(j).toJSON();
+      const o = m.outputs.get(j).toJSON(), el = children[j];
       if (o.output_type === 'error') r.errors.push(o.ename + ': ' + o.evalue);
+      const data = o.data || {};
+      if (data['application/vnd.jupyter.widget-view+json']) {
+        const txt = el ? (el.innerText || '') : '';
+        const out = el && el.querySelector('.jp-OutputArea-output');
+        r.widgets.push({rendered: !!(el && el.querySelector('.jupyter-widgets')),
+                        empty: !out || (out.children.length === 0 && !txt.trim()),
+                        error: /Error displaying widget|Loading widget\.\.\./.test(txt) ? txt.slice(0, 200) : null});
+      } else if (data['application/vnd.plotly.v1+json']) {
+        if (!(el && el.querySelector('.js-plotly-plot'))) r.plots.push({title: null, traces: 0, withData: 0, unrendered: true});
+      }
     }
-    node.querySelectorAll('[data-mime-type="application/vnd.plotly.v1+json"]').forEach(el => {
-      if (!el.querySelector('.js-plotly-plot')) r.plots.push({title: null, traces: 0, withData: 0, w: 0, h: 0, unrendered: true});
-    });
     node.querySelectorAll('.js-plotly-plot').forEach(d => {
       const fd = d._fullData || [];
       const t = d.layout && d.layout.title;
@@ -308,12 +325,6 @@ JS_REPORT = r"""() => {
       r.plots.push({title: t ? (typeof t === 'string' ? t : t.text || '') : '', traces: fd.length,
                     withData: fd.filter(hasData).length, w: Math.round(box.width), h: Math.round(box.height),
                     svg: !!d.querySelector('.main-svg')});
-    });
-    node.querySelectorAll('[data-mime-type="application/vnd.jupyter.widget-view+json"]').forEach(el => {
-      const txt = el.innerText || '';
-      r.widgets.push({rendered: !!el.querySelector('.jupyter-widgets, .widget-output, [class*="widget-"]'),
-                      empty: el.children.length === 0,
-                      error: /Error displaying widget|Loading widget\.\.\./.test(txt) ? txt.slice(0, 200) : null});
     });
     node.querySelectorAll('[data-mime-type="text/plain"]').forEach(el => {
       const txt = el.innerText || '';
@@ -326,7 +337,7 @@ JS_REPORT = r"""() => {
     r.tracebacks = Array.from(new Set(r.tracebacks));
     return r;
   });
-}"""
+}""".replace("HAS_DATA", JS_HAS_DATA)
 
 
 def problems_in(report: list[dict]) -> list[str]:
@@ -510,16 +521,13 @@ class NotebookRunner:
                                timeout=NOTEBOOK_TIMEOUT_S * 1000, polling=500)
         state = page.evaluate("() => window.__courseRunAll")
         page.wait_for_function(JS_KERNEL_IDLE, timeout=60_000)
-        # Let widget views and plots finish rendering (they render asynchronously after the kernel
-        # replies): wait until no widget says "Loading widget..." and every plotly output has a plot.
+        # Widget views and plots render asynchronously after the kernel replies (a FigureWidget first
+        # draws empty, then receives its data). Wait until nothing says "Loading widget..." and every
+        # plot has a trace with data; a genuinely empty or broken one is reported after the timeout.
         try:
-            page.wait_for_function(
-                """() => !Array.from(document.querySelectorAll('[data-mime-type="application/vnd.jupyter.widget-view+json"]'))
-                          .some(el => /Loading widget/.test(el.innerText || ''))
-                       && Array.from(document.querySelectorAll('[data-mime-type="application/vnd.plotly.v1+json"]'))
-                          .every(el => el.querySelector('.js-plotly-plot .main-svg'))""", timeout=30_000, polling=250)
+            page.wait_for_function(JS_SETTLED, timeout=10_000, polling=250)
         except Exception:
-            pass  # reported as problems below
+            pass
         page.wait_for_timeout(500)
         seconds = time.time() - start
         run = NotebookRun(name, page, self.lab, requests, console, seconds, bool(state.get("ok")), [])

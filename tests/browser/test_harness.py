@@ -3,7 +3,8 @@
 fixtures/harness_demo.ipynb has three working interactive cells (a slider that redraws a bar
 chart, a dropdown that redraws a FigureWidget heatmap, a Generate button) and, on purpose,
 a slider that never reaches its plot (the mutation), a widget text fallback, an empty figure,
-a hot-linked image and an error. Every check must flag exactly the broken ones.
+a hot-linked image, a widget
+whose model is missing and an error. Every check must flag exactly the broken ones.
 """
 import pytest
 
@@ -21,11 +22,21 @@ def _cell_with(run, text):
 
 def test_generic_checks_flag_exactly_the_broken_cells(demo):
     problems = demo.problems()
+    report = demo.report
+    widgets = {c["index"]: c["widgets"] for c in report if c["widgets"]}
+    assert sorted(widgets) == [2, 3, 4, 5, 9], f"widget outputs found in cells {sorted(widgets)}"
+    assert all(w["rendered"] and not w["error"] for i in (2, 3, 4, 5) for w in widgets[i]), widgets
+    assert widgets[9][0]["error"].startswith("Error displaying widget"), widgets[9]
+    plots = {c["index"]: [p["title"] for p in c["plots"]] for c in report if c["plots"]}
+    assert plots == {2: ["Harness: temperature"], 3: ["Harness: heads"], 5: ["Harness: frozen"],
+                     7: ["Harness: empty"]}, plots
     flagged = {int(p.split()[1]) for p in problems}
-    assert flagged == {6, 7, 9}, "expected the fallback (6), empty figure (7) and error (9) cells:\n" + \
+    assert flagged == {6, 7, 9, 10}, "expected the fallback (6), empty figure (7), missing widget model (9) " \
+        "and error (10) cells:\n" + \
         "\n".join(problems)
     assert any("text fallback" in p and "interactive(children=" in p for p in problems)
     assert any("'Harness: empty' is empty" in p for p in problems)
+    assert any(p.startswith("cell 9 ") and "widget" in p for p in problems)
     assert any("ValueError: harness: deliberate error" in p for p in problems)
     assert not demo.ok, "Run All should report the failing cell"
     assert demo.non_local_requests() == ["http://example.invalid/pixel.png"]
