@@ -1,0 +1,484 @@
+"""Notebook 04's lab bench for the sampling knobs.
+
+* :class:`LanguageModel`: one interface over the course's character GPT and SmolLM2
+  (encode, decode, cached next-token logits, seeded batched generation with a KV cache).
+* :class:`DistributionSurgeon`: the slider widget (temperature, top-k, top-p, min-p,
+  repetition penalty) over a plotly bar chart of the next-token distribution.
+* The float experiments behind "temperature 0 is not deterministic" and the figures.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+import torch
+
+from . import sampling
+from .plots import COLORS, show_token
+
+
+# --------------------------------------------------------------------- knobs
+@dataclass(frozen=True)
+class Knobs:
+    """One setting of the sampling knobs (None / 1.0 = that knob is off)."""
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self):
+        sampling._check(self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty)
+
+    def kwargs(self) -> dict:
+        return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+                    repetition_penalty=self.repetition_penalty)
+
+    def label(self) -> str:
+        parts = ["greedy" if self.temperature == 0 else f"T={self.temperature:g}"]
+        parts += [f"{k}={v:g}" for k, v in (("top-k", self.top_k), ("top-p", self.top_p), ("min-p", self.min_p))
+                  if v is not None]
+        if self.repetition_penalty != 1.0:
+            parts.append(f"rep={self.repetition_penalty:g}")
+        return ", ".join(parts)
+
+
+GREEDY = Knobs(temperature=0.0)
+
+
+@dataclass
+class Generation:
+    """Continuations of one batch of prompts, with what the model thought at every step."""
+    prompt_ids: list[list[int]]
+    new_ids: list[list[int]]
+    texts: list[str]                     # decoded continuations (without the prompt)
+    logprobs: torch.Tensor               # (n, steps): log p(chosen token) under the raw model (T=1, no filters)
+    margins: torch.Tensor                # (n, steps): top-1 minus top-2 raw logit before each choice
+    knobs: Knobs = field(default_factory=Knobs)
+
+    @property
+    def mean_logprob(self) -> torch.Tensor:
+        return self.logprobs.mean(-1)
+
+
+# ------------------------------------------------------------------ models
+class LanguageModel:
+    """What notebook 04 needs from a model. Subclasses implement encode/decode/_next."""
+
+    name = "model"
+    vocab_size = 0
+    max_context: int | None = None
+
+    def __init__(self):
+        self._logit_cache: dict[tuple, torch.Tensor] = {}
+        self._labels: dict[int, str] = {}
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids) -> str:
+        raise NotImplementedError
+
+    def token_label(self, i: int) -> str:
+        if i not in self._labels:
+            self._labels[i] = show_token(self.decode([i]))
+        return self._labels[i]
+
+    def _next(self, state, ids: torch.Tensor):
+        """(logits of the last position (B, V), new state) given all ids so far (B, T)."""
+        raise NotImplementedError
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if not isinstance(prompt, str):
+            raise TypeError(f"the prompt must be a str, got {type(prompt).__name__}")
+        ids = self.encode(prompt)
+        if not ids:
+            raise ValueError("the prompt is empty: type at least one character")
+        return ids
+
+    @torch.inference_mode()
+    def next_logits(self, prompt: str) -> tuple[list[int], torch.Tensor]:
+        """(prompt ids, raw next-token logits (V,)); cached per prompt, so sliders never re-run the model."""
+        ids = self.prompt_ids(prompt)
+        key = tuple(ids)
+        if key not in self._logit_cache:
+            if len(self._logit_cache) > 64:
+                self._logit_cache.clear()
+            logits, _ = self._next(None, torch.tensor([ids]))
+            self._logit_cache[key] = logits[0].float()
+        return ids, self._logit_cache[key]
+
+    @torch.inference_mode()
+    def generate(self, prompts: str | list[str], max_new_tokens: int, knobs: Knobs = Knobs(), seed: int = 0,
+                 n: int = 1, nudge: dict[int, tuple[int, float]] | None = None, progress: bool = False) -> Generation:
+        """Sample ``n`` continuations of ``prompts`` (one str, or a list of prompts with equal token counts).
+
+        Uses a KV cache. ``seed`` fixes the sampling; ``nudge={step: (token, delta)}`` adds
+        ``delta`` to one token's logit at that step (the fork experiment).
+        """
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+        rows = [self.prompt_ids(p) for p in prompts]
+        if len({len(r) for r in rows}) != 1:
+            raise ValueError(f"batched prompts need equal token counts, got {sorted({len(r) for r in rows})}")
+        ids = torch.tensor(rows)
+        if self.max_context is not None and ids.size(1) + max_new_tokens > self.max_context:
+            raise ValueError(f"prompt ({ids.size(1)} tokens) + {max_new_tokens} new tokens exceeds the "
+                             f"{self.max_context}-token context of {self.name}")
+        g = torch.Generator().manual_seed(seed)
+        penalty = knobs.repetition_penalty != 1.0
+        state, logps, margins = None, [], []
+        steps = range(max_new_tokens)
+        if progress:
+            from tqdm.auto import tqdm
+            steps = tqdm(steps, desc=f"{self.name}: {knobs.label()}", leave=False)
+        for step in steps:
+            logits, state = self._next(state, ids)
+            logits = logits.float()
+            if nudge and step in nudge:
+                token, delta = nudge[step]
+                logits = logits.clone()
+                logits[:, token] += delta
+            nxt = sampling.sample(logits, **knobs.kwargs(), generator=g, context=ids if penalty else None)
+            logps.append(logits.log_softmax(-1).gather(-1, nxt)[:, 0])
+            margins.append(sampling.top2_margin(logits))
+            ids = torch.cat([ids, nxt], dim=1)
+        new = ids[:, len(rows[0]):].tolist()
+        return Generation(rows, new, [self.decode(r) for r in new], torch.stack(logps, 1),
+                          torch.stack(margins, 1), knobs)
+
+
+class CourseGPT(LanguageModel):
+    """The course's character-level GPT (``checkpoints.load_checkpoint``)."""
+
+    def __init__(self, model, tokenizer, name: str = "Shakespeare char GPT"):
+        super().__init__()
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.vocab_size = tokenizer.vocab_size
+        self.max_context = model.config.block_size
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(ids)
+
+    def _next(self, state, ids):
+        from .model import KVCache
+        if state is None:
+            state, fed = KVCache(self.model.config.n_layer), ids
+        else:
+            fed = ids[:, -1:]
+        return self.model(fed, cache=state).logits[:, -1, :], state
+
+
+class HFModel(LanguageModel):
+    """A transformers causal LM such as SmolLM2 (``assets.load_smollm2``)."""
+
+    def __init__(self, model, tokenizer, name: str = "SmolLM2-135M"):
+        super().__init__()
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.vocab_size = model.config.vocab_size
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def _next(self, state, ids):
+        fed = ids if state is None else ids[:, -1:]
+        out = self.model(input_ids=fed, past_key_values=state, use_cache=True)
+        return out.logits[:, -1, :], out.past_key_values
+
+
+def load_models(smollm2: bool = True) -> dict[str, LanguageModel]:
+    """The course char model and (optionally) SmolLM2, wrapped, keyed by display name."""
+    from .assets import load_smollm2
+    from .checkpoints import load_checkpoint
+
+    model, tok, _ = load_checkpoint("shakespeare-char")
+    models: dict[str, LanguageModel] = {}
+    lm = CourseGPT(model, tok)
+    models[lm.name] = lm
+    if smollm2:
+        m, t = load_smollm2(verbose=False)
+        lm = HFModel(m, t)
+        models[lm.name] = lm
+    return models
+
+
+# ------------------------------------------------------------- text metrics
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+
+
+def shakespeare_words() -> frozenset[str]:
+    """Every lower-cased word of the full Shakespeare corpus (the yardstick for gibberish)."""
+    from .assets import shakespeare
+    return frozenset(w.lower() for w in _WORD.findall(shakespeare("full")))
+
+
+def nonword_share(text: str, vocabulary: frozenset[str]) -> float:
+    """Share of the words in ``text`` that never occur in ``vocabulary`` (0 if it has no words)."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    return sum(w not in vocabulary for w in words) / len(words) if words else 0.0
+
+
+# ------------------------------------------------------ the surgeon widget
+SURGEON_TITLE = "Distribution surgeon: next-token probabilities"
+
+
+def surgeon_figure(top_n: int = 30) -> go.Figure:
+    """The empty two-panel bar chart the surgeon fills (raw left, after the knobs right)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("raw model (T = 1, no filters)", "after the knobs (renormalised)"))
+    xs = list(range(top_n))
+    fig.add_trace(go.Bar(x=xs, y=[0] * top_n, name="raw", marker_color=[COLORS["removed"]] * top_n,
+                         hovertemplate="%{customdata}<br>raw p = %{y:.4f}<extra></extra>",
+                         customdata=[""] * top_n), row=1, col=1)
+    fig.add_trace(go.Bar(x=xs, y=[0] * top_n, name="after", marker_color=[COLORS["kept"]] * top_n,
+                         hovertemplate="%{customdata}<br>final p = %{y:.4f}<extra></extra>",
+                         customdata=[""] * top_n), row=1, col=2)
+    fig.update_layout(title=SURGEON_TITLE, height=430, showlegend=False, margin=dict(l=50, r=20, t=80, b=80),
+                      bargap=0.15)
+    for col in (1, 2):
+        fig.update_xaxes(tickmode="array", tickvals=xs, ticktext=[""] * top_n, tickangle=-60, row=1, col=col)
+        fig.update_yaxes(title="probability" if col == 1 else None, range=[0, 1], row=1, col=col)
+    return fig
+
+
+def surgeon_view(lm: LanguageModel, prompt: str, knobs: Knobs, top_n: int = 30) -> dict:
+    """Everything the surgeon draws for one prompt and setting (the model runs once per prompt)."""
+    ids, logits = lm.next_logits(prompt)
+    raw = logits.softmax(-1)
+    final = sampling.probs(logits, **knobs.kwargs(), context=ids if knobs.repetition_penalty != 1 else None)
+    top = torch.topk(raw, min(top_n, raw.numel())).indices
+    return {"labels": [lm.token_label(i) for i in top.tolist()], "raw": raw[top].tolist(),
+            "final": final[top].tolist(), "kept_mask": (final[top] > 0).tolist(),
+            "kept": int(sampling.kept(final)), "vocab": raw.numel(),
+            "entropy_raw": float(sampling.entropy(raw)), "entropy": float(sampling.entropy(final)),
+            "shown_mass": float(final[top].sum())}
+
+
+class DistributionSurgeon:
+    """Sliders for the knobs over a live bar chart; generate continuations with the same knobs.
+
+    ``models``: display name -> :class:`LanguageModel`; ``prompts``: a starting prompt per name.
+    """
+
+    def __init__(self, models: dict[str, LanguageModel], prompts: dict[str, str], top_n: int = 30,
+                 lengths: dict[str, int] | None = None):
+        import ipywidgets as W
+
+        if not models:
+            raise ValueError("DistributionSurgeon needs at least one model")
+        if not isinstance(top_n, int) or not 1 <= top_n <= 100:
+            raise ValueError(f"top_n must be an integer in 1..100, got {top_n!r}")
+        self.models, self.prompts, self.top_n = models, dict(prompts), top_n
+        self.lengths = {name: (lengths or {}).get(name, 40) for name in models}
+        self.seed = 0
+        names = list(models)
+        style = {"description_width": "150px"}
+        layout = W.Layout(width="460px")
+        self.model_choice = W.ToggleButtons(options=names, value=names[0], description="model")
+        self.prompt = W.Text(value=self.prompts.get(names[0], ""), description="prompt",
+                             continuous_update=False, layout=W.Layout(width="700px"))
+        self.temperature = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="temperature (0=greedy)",
+                                         style=style, layout=layout, readout_format=".2f")
+        self.top_k = W.IntSlider(value=0, min=0, max=100, step=1, description="top-k (0 = off)", style=style,
+                                 layout=layout)
+        self.top_p = W.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.01, description="top-p (1 = off)",
+                                   style=style, layout=layout, readout_format=".2f")
+        self.min_p = W.FloatSlider(value=0.0, min=0.0, max=0.5, step=0.01, description="min-p (0 = off)",
+                                   style=style, layout=layout, readout_format=".2f")
+        self.penalty = W.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.05, description="repetition penalty",
+                                     style=style, layout=layout, readout_format=".2f")
+        self.stats = W.HTML()
+        self.figure = go.FigureWidget(surgeon_figure(top_n))
+        self.length = W.IntSlider(value=self.lengths[names[0]], min=5, max=200, step=5,
+                                  description="tokens to generate", style=style, layout=layout)
+        self.generate_button = W.Button(description="Generate", icon="play", button_style="primary")
+        self.new_seed_button = W.Button(description="New seed", icon="refresh")
+        self.text = W.HTML()
+        for w in (self.prompt, self.temperature, self.top_k, self.top_p, self.min_p, self.penalty):
+            w.observe(lambda _change: self.refresh(), names="value")
+        self.model_choice.observe(self._switch_model, names="value")
+        self.generate_button.on_click(lambda _b: self.generate())
+        self.new_seed_button.on_click(lambda _b: self.new_seed())
+        self.widget = W.VBox([self.model_choice, self.prompt,
+                              W.HBox([W.VBox([self.temperature, self.top_k, self.top_p]),
+                                      W.VBox([self.min_p, self.penalty])]),
+                              self.stats, self.figure,
+                              W.HBox([self.length, self.generate_button, self.new_seed_button]), self.text])
+        self.refresh()
+
+    @property
+    def lm(self) -> LanguageModel:
+        return self.models[self.model_choice.value]
+
+    def knobs(self) -> Knobs:
+        """The sliders as a :class:`Knobs` (0 / 1.0 mean "off")."""
+        return Knobs(temperature=float(self.temperature.value), top_k=int(self.top_k.value) or None,
+                     top_p=None if self.top_p.value >= 1.0 else float(self.top_p.value),
+                     min_p=float(self.min_p.value) or None, repetition_penalty=float(self.penalty.value))
+
+    def _switch_model(self, change) -> None:
+        self.prompts[change["old"]] = self.prompt.value
+        self.length.value = self.lengths[change["new"]]
+        if self.prompt.value != self.prompts.get(change["new"], self.prompt.value):
+            self.prompt.value = self.prompts[change["new"]]        # triggers refresh
+        else:
+            self.refresh()
+
+    def refresh(self) -> dict | None:
+        """Re-filter the cached logits and redraw; returns what was drawn (None on a bad prompt)."""
+        try:
+            view = surgeon_view(self.lm, self.prompt.value, self.knobs(), self.top_n)
+        except ValueError as exc:
+            self.stats.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            return None
+        colors = [COLORS["kept"] if k else COLORS["removed"] for k in view["kept_mask"]]
+        hover = [f"token {lab}" for lab in view["labels"]]
+        with self.figure.batch_update():
+            raw, after = self.figure.data
+            raw.y, raw.marker.color, raw.customdata = view["raw"], colors, hover
+            after.y, after.marker.color, after.customdata = view["final"], colors, hover
+            ticks = view["labels"] + [""] * (self.top_n - len(view["labels"]))
+            self.figure.layout.xaxis.ticktext = ticks
+            self.figure.layout.xaxis2.ticktext = ticks
+        self.stats.value = (
+            f"<b>{view['kept']:,}</b> of {view['vocab']:,} tokens kept &nbsp;|&nbsp; entropy "
+            f"{view['entropy_raw']:.2f} nats raw &rarr; <b>{view['entropy']:.2f}</b> nats after the knobs "
+            f"&nbsp;|&nbsp; the {len(view['labels'])} bars hold {view['shown_mass']:.1%} of the final probability")
+        return view
+
+    def generate(self) -> str | None:
+        """Continue the prompt with the current knobs and seed; show and return the text."""
+        try:
+            gen = self.lm.generate(self.prompt.value, int(self.length.value), self.knobs(), seed=self.seed)
+        except ValueError as exc:
+            self.text.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            return None
+        self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap;border:1px solid #ddd;"
+                           f"padding:6px'><b>{html.escape(self.prompt.value)}</b>{html.escape(gen.texts[0])}</div>"
+                           f"<small>seed {self.seed} &middot; {html.escape(self.knobs().label())} &middot; "
+                           f"mean log-prob {gen.mean_logprob[0]:.2f} nats/token</small>")
+        return gen.texts[0]
+
+    def new_seed(self) -> str | None:
+        self.seed += 1
+        return self.generate()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+
+# ------------------------------------------------------------- figures
+def sweep_figure(temperatures, series: dict[str, list[float]], title: str) -> go.Figure:
+    """Lines of text-quality measures against temperature."""
+    fig = go.Figure()
+    for name, ys in series.items():
+        fig.add_trace(go.Scatter(x=list(temperatures), y=list(ys), mode="lines+markers", name=name))
+    fig.update_layout(title=title, xaxis_title="temperature (0 = greedy)", yaxis_title="share",
+                      yaxis_range=[0, 1.02], height=380, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def kept_bars(groups: dict[str, dict[str, float]], title: str, y_title: str, log_y: bool = False) -> go.Figure:
+    """Grouped bars: groups[x label][series name] = value."""
+    xs = list(groups)
+    names = list(next(iter(groups.values())))
+    fig = go.Figure([go.Bar(name=n, x=xs, y=[groups[x][n] for x in xs], texttemplate="%{y:.3~g}",
+                            textposition="outside") for n in names])
+    fig.update_layout(title=title, yaxis_title=y_title, barmode="group", height=400,
+                      margin=dict(l=60, r=20, t=50, b=50))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def best_of_n_figure(mean_logprobs, repetition, labels=None, title: str = "Best-of-n: score vs repetition") -> go.Figure:
+    """Each sample as a dot: its mean log-prob (the ranking score) against its repetition."""
+    fig = go.Figure(go.Scatter(x=list(repetition), y=list(mean_logprobs), mode="markers",
+                               marker=dict(size=9, color=list(mean_logprobs), colorscale="Viridis"),
+                               hovertext=labels, hovertemplate="repeated share %{x:.2f}<br>"
+                               "mean log-prob %{y:.3f}<br>%{hovertext}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="share of text inside a repeated n-gram",
+                      yaxis_title="mean log-prob per token (nats)", height=400, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def margin_histogram(margins, reference: float, reference_name: str,
+                     title: str = "How close are the top two tokens? (greedy steps)") -> go.Figure:
+    """Histogram of log10 top-1/top-2 margins with a line at a reference size."""
+    import numpy as np
+
+    m = np.asarray(margins, dtype=float).ravel()
+    logm = np.log10(np.clip(m, 1e-12, None))
+    fig = go.Figure(go.Histogram(x=logm, nbinsx=60, marker_color=COLORS["train"]))
+    fig.add_vline(x=float(np.log10(reference)), line_dash="dot", line_color=COLORS["val"],
+                  annotation_text=reference_name)
+    fig.update_layout(title=title, xaxis_title="log10(logit of top-1 minus logit of top-2)",
+                      yaxis_title="greedy steps", height=380, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def fork_html(prefix: str, a: str, b: str, label_a: str, label_b: str) -> str:
+    """Two continuations of the same text, the part where they differ highlighted."""
+    same = 0
+    while same < min(len(a), len(b)) and a[same] == b[same]:
+        same += 1
+    def row(label, text, color):
+        return (f"<div><b>{html.escape(label)}</b><br><span style='color:#666'>{html.escape(prefix[-80:])}"
+                f"</span>{html.escape(text[:same])}<span style='background:{color}'>{html.escape(text[same:])}</span></div>")
+    return ("<div style='font-family:monospace;white-space:pre-wrap;border:1px solid #ddd;padding:6px'>"
+            + row(label_a, a, "#d0ebff") + "<hr>" + row(label_b, b, "#ffe3e3") + "</div>")
+
+
+# --------------------------------------------------- float determinism
+def sum_orders(n: int = 1_000_000, seed: int = 0) -> dict[str, float]:
+    """The same fp32 numbers summed in three orders (and in float64 for reference)."""
+    import numpy as np
+
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    x = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+    def seq(v):                                    # one running fp32 sum, left to right
+        return float(np.cumsum(v, dtype=np.float32)[-1])
+    return {"forward": seq(x), "reversed": seq(x[::-1]), "sorted": seq(np.sort(x)),
+            "float64": float(x.astype(np.float64).sum())}
+
+
+def batch_dependence(ks=(256, 1024, 4096), batch_sizes=(1, 2, 3, 4, 8, 16, 32, 64), n_out: int = 256,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max |difference| of row 0 of ``A[:bs] @ B`` against ``bs = 1``, per K and batch size.
+
+    Returns (batch-size differences, re-run differences), each (len(ks), len(batch_sizes)).
+    The re-run repeats the same batch and compares bit for bit.
+    """
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got {batch_sizes!r}")
+    g = torch.Generator().manual_seed(seed)
+    diff = torch.zeros(len(ks), len(batch_sizes))
+    rerun = torch.zeros(len(ks), len(batch_sizes))
+    for i, k in enumerate(ks):
+        A = torch.randn(max(batch_sizes), k, generator=g)
+        B = torch.randn(k, n_out, generator=g)
+        alone = (A[:1] @ B)[0]
+        for j, bs in enumerate(batch_sizes):
+            first = (A[:bs] @ B)[0]
+            again = (A[:bs] @ B)[0]
+            diff[i, j] = (first - alone).abs().max()
+            rerun[i, j] = (first - again).abs().max()
+    return diff, rerun
