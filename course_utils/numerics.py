@@ -229,3 +229,127 @@ def check_bf16_epsilon(answer: float) -> None:
     assert answer != epsilon("fp32"), "that is fp32's epsilon (23 mantissa bits); bf16 has 7"
     assert math.isclose(answer, truth, rel_tol=1e-9), \
         f"{answer!r} is not it: 1.0 + your epsilon should be the very next bf16 number"
+
+
+# ------------------------------------------------------------------ widgets and plots
+FIELD_COLORS = {"sign": ("#f4c7c3", "#d93025"), "exponent": ("#c6dafc", "#1a73e8"),
+                "mantissa": ("#ceead6", "#188038")}   # (bit = 0, bit = 1)
+
+
+def _fmt_num(v: float) -> str:
+    if math.isnan(v) or math.isinf(v) or v == 0:
+        return repr(v)
+    return f"{v:.10g}" if 1e-4 <= abs(v) < 1e7 else f"{v:.6e}"
+
+
+def describe(value: float, fmt: str) -> str:
+    """One line of HTML: the stored value, its rounding error and the spacing there."""
+    stored = round_to(value, fmt)
+    gap = spacing(stored, fmt) if math.isfinite(stored) else math.nan
+    err = stored - value if math.isfinite(stored) and math.isfinite(value) else math.nan
+    return (f"stores <b>{_fmt_num(stored)}</b> &nbsp; error {_fmt_num(err)} &nbsp; "
+            f"next number up is {_fmt_num(gap)} away")
+
+
+def bit_explorer(value: float = 0.1, formats: tuple[str, ...] = tuple(FORMATS)):
+    """Widget: type a number and see it in every format; click a bit to flip it.
+
+    Flipping a bit sets the number to the new value (so the other formats show it too),
+    unless the new pattern is NaN, which only its own row can show.
+    """
+    import ipywidgets as widgets
+
+    for fmt in formats:
+        get_format(fmt)
+    number = widgets.Text(value=repr(float(value)), description="number", continuous_update=False,
+                          layout=widgets.Layout(width="260px"))
+    status = widgets.HTML()
+    rows, buttons, infos = [], {}, {}
+    busy = {"on": False}
+
+    def kind(i: int, f: Format) -> str:
+        return "sign" if i == 0 else "exponent" if i <= f.exp_bits else "mantissa"
+
+    def paint(fmt: str, bits: str) -> None:
+        f = FORMATS[fmt]
+        for i, (b, button) in enumerate(zip(bits, buttons[fmt])):
+            button.value = b == "1"
+            button.description = b
+            button.style.button_color = FIELD_COLORS[kind(i, f)][b == "1"]
+            button.style.text_color = "white" if b == "1" else "black"
+
+    def show(x: float) -> None:
+        busy["on"] = True
+        try:
+            for fmt in formats:
+                bits = to_bits(x, fmt)
+                paint(fmt, bits)
+                infos[fmt].value = describe(x, fmt)
+        finally:
+            busy["on"] = False
+
+    def on_number(_=None):
+        try:
+            x = float(number.value)
+        except ValueError:
+            status.value = f"<span style='color:#cf222e'>{number.value!r} is not a number</span>"
+            return
+        status.value = ""
+        show(x)
+
+    def on_bit(fmt: str, i: int):
+        def handler(change):
+            if busy["on"]:
+                return
+            bits = "".join("1" if b.value else "0" for b in buttons[fmt])
+            x = from_bits(bits, fmt)
+            if math.isnan(x):
+                busy["on"] = True
+                paint(fmt, bits)
+                busy["on"] = False
+                infos[fmt].value = "this pattern is <b>NaN</b> (not a number)"
+                return
+            number.value = repr(x)          # triggers on_number for every row
+            if number.value == repr(x):
+                on_number()
+        return handler
+
+    for fmt in formats:
+        f = FORMATS[fmt]
+        width = "18px" if f.bits == 32 else "26px"
+        buttons[fmt] = [widgets.ToggleButton(description="0", layout=widgets.Layout(width=width, padding="0"),
+                                             tooltip=f"{fmt} bit {i} ({kind(i, f)})") for i in range(f.bits)]
+        for i, b in enumerate(buttons[fmt]):
+            b.observe(on_bit(fmt, i), names="value")
+        infos[fmt] = widgets.HTML()
+        label = widgets.HTML(f"<b>{fmt}</b><br><small>1/{f.exp_bits}/{f.man_bits}</small>",
+                             layout=widgets.Layout(width="80px"))
+        rows.append(widgets.VBox([widgets.HBox([label] + buttons[fmt]), infos[fmt]]))
+    legend = widgets.HTML("<span style='background:#d93025;color:white'>&nbsp;sign&nbsp;</span> "
+                          "<span style='background:#1a73e8;color:white'>&nbsp;exponent&nbsp;</span> "
+                          "<span style='background:#188038;color:white'>&nbsp;mantissa&nbsp;</span> "
+                          "&nbsp; (dark = 1, light = 0; click a bit to flip it)")
+    number.observe(on_number, names="value")
+    on_number()
+    return widgets.VBox([widgets.HBox([number, status]), legend] + rows)
+
+
+def spacing_figure(formats: tuple[str, ...] = tuple(FORMATS), mark: float | None = None) -> "go.Figure":
+    """Gap to the next representable number (the ULP) against magnitude, log-log, per format."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for fmt in formats:
+        lo, hi = math.log10(smallest_subnormal(fmt)), math.log10(max_finite(fmt))
+        lo, hi = max(lo, -45), min(hi, 39)
+        xs = [10 ** (lo + (hi - lo) * i / 400) for i in range(401)]
+        xs = [x for x in xs if round_to(x, fmt) > 0 and math.isfinite(round_to(x, fmt))]
+        fig.add_scatter(x=xs, y=[spacing(x, fmt) for x in xs], mode="lines", name=fmt, line_shape="hv")
+    if mark is not None and mark != 0:
+        fig.add_vline(x=abs(mark), line_dash="dot", annotation_text=f"x = {mark:g}")
+    fig.update_layout(title="Spacing between neighbouring numbers", height=400,
+                      xaxis_title="|x|", yaxis_title="gap to the next number (ULP)",
+                      margin=dict(l=60, r=20, t=50, b=50))
+    fig.update_xaxes(type="log", exponentformat="power")
+    fig.update_yaxes(type="log", exponentformat="power")
+    return fig
