@@ -29,7 +29,8 @@ import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-NOTEBOOKS = REPO / "notebooks"
+# COURSE_BROWSER_NOTEBOOKS points the suite at another folder (e.g. a mutated copy of a notebook).
+NOTEBOOKS = pathlib.Path(os.environ.get("COURSE_BROWSER_NOTEBOOKS", REPO / "notebooks"))
 FIXTURES = HERE / "fixtures"
 ARTIFACTS = pathlib.Path(os.environ.get("COURSE_BROWSER_ARTIFACTS", REPO / "artifacts" / "browser"))
 # Longest a single notebook may take to run all cells in the browser (seconds).
@@ -396,23 +397,42 @@ class NotebookRun:
         """The .jp-Cell that contains ``locator`` (the first match)."""
         return locator.first.locator("xpath=ancestor::div[contains(concat(' ', normalize-space(@class), ' '), ' jp-Cell ')][1]")
 
-    # -- widgets, found by their description (the label students see)
-    def slider(self, description: str):
+    # -- widgets, found by their description (the label students see), optionally inside ``scope``
+    def _within(self, scope):
+        return scope.first if scope is not None else self.page
+
+    def _labelled(self, cls: str, description: str, scope=None):
+        label = re.compile(description, re.I)
+        return self._within(scope).locator(cls).filter(has=self.page.locator(".widget-label", has_text=label))
+
+    def slider(self, description: str, scope=None):
         """The slider whose label matches ``description`` (a regex, case-insensitive)."""
-        label = re.compile(description, re.I)
-        return self.page.locator(".widget-slider").filter(has=self.page.locator(".widget-label", has_text=label))
+        return self._labelled(".widget-slider", description, scope)
 
-    def dropdown(self, description: str):
-        label = re.compile(description, re.I)
-        return self.page.locator(".widget-dropdown").filter(has=self.page.locator(".widget-label", has_text=label))
+    def dropdown(self, description: str, scope=None):
+        return self._labelled(".widget-dropdown", description, scope)
 
-    def toggle_buttons(self, description: str):
-        label = re.compile(description, re.I)
-        return self.page.locator(".widget-toggle-buttons").filter(
-            has=self.page.locator(".widget-label", has_text=label))
+    def toggle_buttons(self, description: str, scope=None):
+        return self._labelled(".widget-toggle-buttons", description, scope)
 
-    def button(self, text: str):
-        return self.page.locator("button.jupyter-button", has_text=re.compile(text, re.I))
+    def text_input(self, description: str, scope=None):
+        return self._labelled(".widget-text", description, scope).locator("input")
+
+    def button(self, text: str, scope=None):
+        return self._within(scope).locator("button.jupyter-button", has_text=re.compile(text, re.I))
+
+    def cell_with_plot(self, title: str):
+        """The notebook cell holding a plotly figure whose title matches ``title`` (a regex)."""
+        return self.page.locator(".jp-Notebook .jp-Cell").filter(
+            has=self.page.locator(".js-plotly-plot .gtitle", has_text=re.compile(title)))
+
+    def cell_with(self, selector: str):
+        """The notebook cell holding an element matching the CSS ``selector``."""
+        return self.page.locator(".jp-Notebook .jp-Cell").filter(has=self.page.locator(selector))
+
+    def plot_titles(self, scope=None) -> list[str]:
+        return self._within(scope).locator(".js-plotly-plot").evaluate_all(
+            "ds => ds.map(d => { const t = d.layout && d.layout.title; return t ? (t.text || String(t)) : ''; })")
 
     def move_slider(self, slider, key: str = "Home", presses: int = 1) -> tuple[str, str]:
         """Move a slider with the keyboard; returns the readout before and after."""
