@@ -421,3 +421,36 @@ def check_token_predictions(predictions: Mapping[str, int], encoding) -> None:
     wrong = {t: (p, len(encoding.encode_ordinary(t))) for t, p in predictions.items()
              if p != len(encoding.encode_ordinary(t))}
     assert not wrong, "; ".join(f"{t!r}: you said {p}, it is {a}" for t, (p, a) in wrong.items())
+
+
+# ---------------------------------------------------------------------------
+# Pre-tokenization chunks and next-token peeks
+# ---------------------------------------------------------------------------
+def chunks_html(chunks: Sequence[str]) -> str:
+    """Regex pre-tokenization chunks as chips (merges never cross a chip border)."""
+    return chips_html([(k, c.encode("utf-8")) for k, c in enumerate(chunks)])
+
+
+def next_token_top(model, tokenizer, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` most likely next tokens of a Hugging Face causal LM, as (token text, probability)."""
+    import torch
+
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
+        raise ValueError(f"k must be an integer from 1 to 100, got {k!r}")
+    ids = torch.tensor([encode(tokenizer, prompt)])
+    with torch.no_grad():
+        probs = model(ids).logits[0, -1].float().softmax(-1)
+    top = probs.topk(k)
+    return [(tokenizer.decode([i]), p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def token_probability(model, tokenizer, prompt: str, token_text: str) -> float:
+    """Probability that the next token is exactly the single token spelling ``token_text``."""
+    import torch
+
+    ids = encode(tokenizer, token_text)
+    if len(ids) != 1:
+        raise ValueError(f"{token_text!r} is {len(ids)} tokens for this tokenizer; pass a single-token text")
+    with torch.no_grad():
+        probs = model(torch.tensor([encode(tokenizer, prompt)])).logits[0, -1].float().softmax(-1)
+    return float(probs[ids[0]])

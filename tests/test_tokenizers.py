@@ -322,3 +322,43 @@ def test_exercise_checkers_accept_solutions_and_reject_wrong_answers(pairs):
         tv.check_token_predictions({"strawberry": 1}, cl100k)
     with pytest.raises(NotImplementedError):
         tv.check_token_predictions({"strawberry": None}, cl100k)
+
+
+def test_widgets_react_to_their_controls(pairs, corpus):
+    """What a student does with the notebook-01 widgets changes what they show."""
+    cl100k = pairs["cl100k_base"][1]
+    trained = BPETokenizer.train(corpus, 400)
+    xray = tv.TokenXRay({"cl100k": cl100k, "trained": trained}, text="hello")
+    before = xray.out.value
+    xray.preset.value = "numbers"
+    assert xray.text.value == tv.PRESETS["numbers"] and xray.out.value != before
+    assert xray.counts()["cl100k"] == len(cl100k.encode_ordinary(tv.PRESETS["numbers"]))
+    xray.text.value = "x" * 5000
+    assert "first 2000 characters" in xray.out.value
+
+    box = tv.merge_explorer(trained, "To be, or not to be")
+    slider, out = box.children
+    assert (slider.min, slider.max) == (256, 400)
+    slider.value = 256
+    n_bytes_only = out.value
+    slider.value = 400
+    assert out.value != n_bytes_only and "19 tokens" in n_bytes_only
+
+    explorer = tv.digit_explorer({"cl100k": cl100k}, n_samples=50)
+    (length, commas), fig = explorer.children[0].children, explorer.children[1]
+    assert list(fig.data[0].x) == ["3-3-1"]
+    commas.value = True
+    assert list(fig.data[0].x) == ["1-3-3"]
+    length.value = 4
+    assert list(fig.data[0].x) == ["1-3"]
+    with pytest.raises(ValueError, match="at least one tokenizer"):
+        tv.TokenXRay({})
+
+
+def test_next_token_helpers_reject_bad_input(pairs):
+    cl100k = pairs["cl100k_base"][1]
+    with pytest.raises(ValueError, match="1 to 100"):
+        tv.next_token_top(None, cl100k, "hi", k=0)
+    with pytest.raises(ValueError, match="single-token"):
+        tv.token_probability(None, cl100k, "hi", "strawberry")
+    assert "SolidGold" in tv.chunks_html(["a", " SolidGold"])
