@@ -128,7 +128,7 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
 def entropy(p: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in nats over the last dimension (0 * log 0 counts as 0)."""
     p = p.float()
-    return -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1)
+    return 0.0 - (p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1) + 0.0   # + 0.0 turns -0.0 into 0.0
 
 
 def kept(p: torch.Tensor) -> torch.Tensor:

@@ -226,3 +226,148 @@ def test_checker_lets_not_implemented_through():
         raise NotImplementedError
     with pytest.raises(NotImplementedError):
         sampling.check_top_k(stub)
+
+
+# ------------------------------------------------------------------ sampling_lab
+from course_utils import sampling_lab as L  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def char_lm():
+    from course_utils.checkpoints import load_checkpoint
+    model, tok, _ = load_checkpoint("shakespeare-char")
+    return L.CourseGPT(model, tok)
+
+
+def test_knobs_validate():
+    with pytest.raises(ValueError, match="top_p must be None or in"):
+        L.Knobs(top_p=1.5)
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        L.Knobs(repetition_penalty=0)
+    assert L.Knobs(0.0).label() == "greedy"
+
+
+def test_generation_is_seeded_and_cached_logits_match(char_lm):
+    knobs = L.Knobs(temperature=1.0, top_p=0.9)
+    a = char_lm.generate("ROMEO:\n", 40, knobs, seed=3, n=2)
+    b = char_lm.generate("ROMEO:\n", 40, knobs, seed=3, n=2)
+    c = char_lm.generate("ROMEO:\n", 40, knobs, seed=4, n=2)
+    assert a.texts == b.texts and a.texts != c.texts
+    assert a.logprobs.shape == a.margins.shape == (2, 40) and (a.logprobs <= 0).all()
+    # the KV-cached generation agrees with the model's own generate() when greedy
+    ids = torch.tensor([char_lm.encode("ROMEO:\n")])
+    ref = char_lm.model.generate(ids, 40, temperature=0)[0, ids.size(1):].tolist()
+    assert char_lm.generate("ROMEO:\n", 40, L.GREEDY).new_ids[0] == ref
+    # next_logits equals a plain forward pass
+    _, logits = char_lm.next_logits("ROMEO:\n")
+    torch.testing.assert_close(logits, char_lm.model(ids).logits[0, -1])
+
+
+def test_generate_bad_inputs(char_lm):
+    with pytest.raises(ValueError, match="not in this model's vocabulary"):
+        char_lm.generate("€", 5)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        char_lm.next_logits("")
+    with pytest.raises(ValueError, match="exceeds the 256-token context"):
+        char_lm.generate("ab", 300)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        char_lm.generate("ab", 0)
+    with pytest.raises(ValueError, match="equal token counts"):
+        char_lm.generate(["ab", "abc"], 3)
+
+
+def test_repetition_penalty_reduces_loops(char_lm):
+    greedy = char_lm.generate("ROMEO:\nI", 200, L.GREEDY).texts[0]
+    penalised = char_lm.generate("ROMEO:\nI", 200, L.Knobs(0.0, repetition_penalty=1.3)).texts[0]
+    assert sampling.repeated_ngram_share(penalised, 20) < sampling.repeated_ngram_share(greedy, 20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_of_n_favours_repetition_for_other_seeds(char_lm, seed):
+    pool = char_lm.generate("ROMEO:\nI", 240, L.Knobs(1.0), seed=seed, n=32)
+    rep = [sampling.repeated_ngram_share(x, 10) for x in pool.texts]
+    assert sampling.spearman(pool.mean_logprob.tolist(), rep) > 0.2
+    greedy = char_lm.generate("ROMEO:\nI", 240, L.GREEDY)
+    assert greedy.mean_logprob.item() > pool.mean_logprob.max().item()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_temperature_sweep_claims_hold_for_other_seeds(char_lm, seed):
+    words = L.shakespeare_words()
+    def measure(t):
+        gen = char_lm.generate("ROMEO:\nI", 240, L.Knobs(t), seed=seed, n=4)
+        return (sum(sampling.repeated_ngram_share(x, 20) for x in gen.texts) / 4,
+                sum(L.nonword_share(x, words) for x in gen.texts) / 4)
+    (rep0, _), (rep1, _), (_, nw05), (rep2, nw2) = measure(0.0), measure(1.0), measure(0.5), measure(2.0)
+    assert rep0 > 0.5 and rep1 < 0.2 and rep2 < 0.2
+    assert nw2 > nw05 + 0.15
+
+
+def test_near_tie_fork(char_lm):
+    prompt = "ROMEO:\nI"
+    gen = char_lm.generate(prompt, 120, L.GREEDY)
+    step = int(gen.margins[0].argmin())
+    _, logits = char_lm.next_logits(prompt + gen.texts[0][:step])
+    top2 = torch.topk(logits, 2)
+    margin = float(top2.values[0] - top2.values[1])
+    assert margin == pytest.approx(float(gen.margins[0, step]), abs=1e-4)
+    forked = char_lm.generate(prompt, 120, L.GREEDY, nudge={step: (int(top2.indices[1]), 2 * margin)})
+    assert forked.texts[0][:step] == gen.texts[0][:step] and forked.texts[0][step] != gen.texts[0][step]
+    small = char_lm.generate(prompt, 120, L.GREEDY, nudge={step: (int(top2.indices[1]), 0.5 * margin)})
+    assert small.texts == gen.texts
+
+
+def test_float_experiments():
+    sums = L.sum_orders(100_000, seed=1)
+    assert len({sums["forward"], sums["reversed"], sums["sorted"]}) > 1
+    diff, rerun = L.batch_dependence((64, 512), (1, 2, 8))
+    assert diff.shape == rerun.shape == (2, 3)
+    assert float(rerun.max()) == 0.0 and float(diff[:, 0].max()) == 0.0
+    with pytest.raises(ValueError, match="batch sizes"):
+        L.batch_dependence((64,), (0, 2))
+
+
+def test_text_metrics_helpers():
+    words = frozenset({"to", "be", "or", "not"})
+    assert L.nonword_share("To be or not to bx", words) == pytest.approx(1 / 6)
+    assert L.nonword_share("  ", words) == 0.0
+    html_out = L.fork_html("pre", "abcd", "abXY", "A", "B")
+    assert "cd" in html_out and "XY" in html_out
+
+
+def test_surgeon_sliders_only_allow_valid_values(char_lm):
+    surgeon = L.DistributionSurgeon({char_lm.name: char_lm}, {char_lm.name: "ROMEO:\n"})
+    for t in (surgeon.temperature.min, surgeon.temperature.max):
+        for k in (surgeon.top_k.min, surgeon.top_k.max):
+            for p in (surgeon.top_p.min, surgeon.top_p.max):
+                for m in (surgeon.min_p.min, surgeon.min_p.max):
+                    for r in (surgeon.penalty.min, surgeon.penalty.max):
+                        with surgeon.temperature.hold_trait_notifications():
+                            surgeon.temperature.value, surgeon.top_k.value = t, k
+                            surgeon.top_p.value, surgeon.min_p.value, surgeon.penalty.value = p, m, r
+                        view = surgeon.refresh()
+                        assert view is not None and view["kept"] >= 1
+    surgeon.temperature.value, surgeon.top_k.value, surgeon.top_p.value = 0.0, 0, 1.0
+    view = surgeon.refresh()
+    assert view["kept"] == 1 and "1</b> of 83" in surgeon.stats.value
+    surgeon.prompt.value = "€uro"                        # a character the model does not know
+    assert surgeon.refresh() is None and "not in this model" in surgeon.stats.value
+    surgeon.prompt.value = "ROMEO:\n"
+    assert surgeon.generate() and surgeon.new_seed() is not None and surgeon.seed == 1
+    fig_ticks = surgeon.figure.layout.xaxis.ticktext
+    assert len(fig_ticks) == surgeon.top_n
+
+
+@pytest.mark.slow
+def test_surgeon_with_smollm2():
+    models = L.load_models()
+    smol = models["SmolLM2-135M"]
+    view = L.surgeon_view(smol, "The capital of France is", L.Knobs(1.0))
+    assert view["labels"][0] == "␣Paris" and view["kept"] == smol.vocab_size
+    surgeon = L.DistributionSurgeon(models, {n: "The capital of France is" for n in models})
+    surgeon.model_choice.value = "SmolLM2-135M"
+    assert surgeon.refresh()["vocab"] == 49152
+    gen = smol.generate("The capital of France is", 8, L.Knobs(0.7, top_p=0.9, repetition_penalty=1.2), seed=0)
+    assert len(gen.new_ids[0]) == 8
