@@ -29,7 +29,8 @@ def test_notebook_conventions(path):
     assert "widgets" not in nb["metadata"], "no stored widget state"
     cells = nb["cells"]
     first = "".join(cells[0]["source"])
-    assert cells[0]["cell_type"] == "markdown" and re.search(r"runs? in", first, re.I), \
+    assert cells[0]["cell_type"] == "markdown" and re.search(
+        r"\b(run|runs|runtime|takes|CPU time)\b[\s\S]*\d+(\.\d+)?\s*(s|seconds?|min(ute)?s?)\b", first, re.I), \
         "the first cell says how long the notebook runs"
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert "course_utils.setup(" in code[0], "the first code cell calls course_utils.setup()"
