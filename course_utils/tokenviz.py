@@ -270,7 +270,8 @@ def digit_explorer(tokenizers: Mapping[str, object], n_samples: int = 300):
     import ipywidgets as widgets
 
     length = widgets.IntSlider(value=7, min=1, max=12, description="digits")
-    commas = widgets.Checkbox(value=False, description="write 1,234,567 with commas")
+    commas = widgets.Checkbox(value=False, description="with commas (1,234,567)", indent=False,
+                              layout=widgets.Layout(width="auto"))
     fig = go.FigureWidget(digit_patterns_figure(tokenizers, length.value, n_samples))
 
     def redraw(_=None):
