@@ -1,0 +1,292 @@
+"""Notebook 03, training a transformer: the arithmetic of loss and compute, the live-training
+display, the over-fitting plot and the exercise checkers.
+
+The training loop itself is ``course_utils.train``; this module only adds what the lesson
+needs around it.
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Callable, Sequence
+
+import plotly.graph_objects as go
+import torch
+
+from .model import GPT, Block, GPTConfig
+from .plots import COLORS, LiveLossPlot, loss_curve
+from .tokenizers import CharTokenizer
+
+# ---------------------------------------------------------------------------------------------
+# Loss, perplexity and compute as numbers
+# ---------------------------------------------------------------------------------------------
+
+
+def uniform_loss(vocab_size: int) -> float:
+    """Cross-entropy of a model that spreads its bet evenly over ``vocab_size`` tokens: ln(V)."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be an integer >= 1, got {vocab_size!r}")
+    return math.log(vocab_size)
+
+
+def perplexity(loss: float) -> float:
+    """e^loss: the number of equally likely choices that would give the same loss."""
+    if not isinstance(loss, (int, float)) or isinstance(loss, bool) or not math.isfinite(loss) \
+            or not 0 <= loss <= 50:
+        raise ValueError(f"loss must be a number in [0, 50] nats, got {loss!r}")
+    return math.exp(loss)
+
+
+def training_flops(params: float, tokens: float) -> float:
+    """Training compute ~ 6 x parameters x tokens (forward 2 N D, backward 4 N D; Kaplan et al. 2020)."""
+    for name, value in (("params", params), ("tokens", tokens)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return 6.0 * params * tokens
+
+
+def chinchilla_tokens(params: float, tokens_per_param: float = 20.0) -> float:
+    """Compute-optimal number of training tokens (Hoffmann et al. 2022: about 20 per parameter)."""
+    if not isinstance(params, (int, float)) or not params > 0:
+        raise ValueError(f"params must be a positive number, got {params!r}")
+    if not isinstance(tokens_per_param, (int, float)) or not tokens_per_param > 0:
+        raise ValueError(f"tokens_per_param must be a positive number, got {tokens_per_param!r}")
+    return params * tokens_per_param
+
+
+def human_duration(seconds: float) -> str:
+    """3.2e7 -> '1.0 years'; a readable duration for very different magnitudes."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.1f} seconds"
+
+
+def parameter_table(model: GPT) -> list[tuple[str, int, float]]:
+    """(component, parameters, share of the total) for every component of ``model``."""
+    parts = model.parameter_breakdown()
+    total = model.num_parameters()
+    if sum(parts.values()) != total:
+        raise RuntimeError(f"breakdown {parts} does not add up to {total} parameters")
+    return [(name, n, n / total) for name, n in parts.items()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Live training: loss curve + a sample of generated text at every evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_text(model: GPT, tokenizer: CharTokenizer, prompt: str = "\n", length: int = 200,
+                temperature: float = 0.8, seed: int = 0) -> str:
+    """``length`` characters generated after ``prompt`` (a fixed seed: the same model gives the same text)."""
+    if not isinstance(length, int) or not 1 <= length <= 5000:
+        raise ValueError(f"length must be an integer in 1..5000, got {length!r}")
+    if not prompt:
+        raise ValueError("prompt must contain at least one character (try '\\n')")
+    idx = torch.tensor([tokenizer.encode(prompt)], device=next(model.parameters()).device)
+    g = torch.Generator(device=idx.device).manual_seed(seed)
+    out = model.generate(idx[:, -model.config.block_size:], length, temperature=temperature, generator=g)
+    return tokenizer.decode(out[0, idx.size(1):])
+
+
+def _pre(text: str) -> str:
+    return ("<pre style='white-space:pre-wrap;font-size:12px;margin:0;background:#f6f8fa;padding:6px'>"
+            f"{html.escape(text)}</pre>")
+
+
+class LiveTraining:
+    """The ``callback`` for ``course_utils.train.train``: redraws the loss curve and shows a
+    fresh sample of generated text at every evaluation. Display ``.widget`` before training."""
+
+    def __init__(self, model: GPT, tokenizer: CharTokenizer, prompt: str = "\n", sample_length: int = 150,
+                 temperature: float = 0.8, title: str = "Training live: loss", reference: float | None = None):
+        import ipywidgets as widgets
+
+        self.model, self.tokenizer = model, tokenizer
+        self.prompt, self.sample_length, self.temperature = prompt, sample_length, temperature
+        self.plot = LiveLossPlot(title=title, reference=reference)
+        self.samples: list[dict] = []
+        self.text = widgets.HTML(_pre("(samples appear here as the model trains)"))
+        self.widget = widgets.VBox([self.plot.widget, widgets.HTML("<b>Latest sample</b>"), self.text])
+
+    @property
+    def history(self) -> list[dict]:
+        return self.plot.history
+
+    def __call__(self, record: dict) -> bool:
+        self.plot.update(record)
+        was_training = self.model.training
+        text = sample_text(self.model, self.tokenizer, self.prompt, self.sample_length, self.temperature,
+                           seed=len(self.samples))
+        self.model.train(was_training)
+        self.samples.append({"step": record["step"], "val_loss": record["val_loss"], "text": text})
+        self.text.value = _pre(f"step {record['step']}, validation loss {record['val_loss']:.2f}:\n{text}")
+        return False
+
+
+def sample_browser(samples: Sequence[dict]):
+    """A slider over the recorded training steps that shows the sample generated at each one."""
+    import ipywidgets as widgets
+
+    if not samples:
+        raise ValueError("no samples recorded: train with a LiveTraining callback first")
+    options = [(f"{s['step']}", i) for i, s in enumerate(samples)]
+    slider = widgets.SelectionSlider(options=options, value=len(samples) - 1, description="step",
+                                     continuous_update=True, layout=widgets.Layout(width="600px"))
+    text = widgets.HTML()
+
+    def show(change=None):
+        s = samples[slider.value]
+        text.value = _pre(f"step {s['step']}, validation loss {s['val_loss']:.2f}:\n{s['text']}")
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, text])
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+
+def overfitting_figure(history: Sequence[dict], title: str = "Over-fitting: the recorded curve") -> go.Figure:
+    """Train and validation loss against tokens seen, with the best validation step marked."""
+    if len(history) < 2:
+        raise ValueError(f"need at least 2 evaluations to draw a curve, got {len(history)}")
+    fig = loss_curve(history, title=title, x="step")
+    best = min(history, key=lambda r: r["val_loss"])
+    fig.add_vline(x=best["step"], line_dash="dot", line_color=COLORS["kept"],
+                  annotation_text=f"best validation loss (step {best['step']})")
+    return fig
+
+
+def positional_figure(table: torch.Tensor, title: str) -> go.Figure:
+    """A (positions x channels) table of position vectors as a heatmap."""
+    z = table.detach().float().cpu().numpy()
+    fig = go.Figure(go.Heatmap(z=z, colorscale="RdBu", zmid=0,
+                               hovertemplate="position %{y}<br>channel %{x}<br>value %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="channel", yaxis_title="position", height=380,
+                      margin=dict(l=60, r=20, t=50, b=50))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def position_similarity(table: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between every pair of position vectors (T x T)."""
+    t = torch.nn.functional.normalize(table.detach().float(), dim=-1)
+    return t @ t.T
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rates: a tiny, fast training run
+# ---------------------------------------------------------------------------------------------
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32)
+
+
+def tiny_run(data: torch.Tensor, vocab_size: int, lr: float, steps: int = 150, batch_size: int = 16,
+             seed: int = 0) -> list[float]:
+    """Train a 2-layer, 32-channel model for ``steps`` AdamW steps at a constant ``lr``; return the
+    training loss of every step (a diverged run reports its non-finite losses as 99)."""
+    from .train import get_batch
+
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or not 0 < lr <= 100:
+        raise ValueError(f"learning rate must be a number in (0, 100], got {lr!r}")
+    if not isinstance(steps, int) or not 1 <= steps <= 5000:
+        raise ValueError(f"steps must be an integer in 1..5000, got {steps!r}")
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=vocab_size, **TINY))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        x, y = get_batch(data, TINY["block_size"], batch_size, g)
+        loss = model(x, y).loss
+        if not torch.isfinite(loss):
+            losses += [99.0] * (steps - len(losses))
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def final_loss(losses: Sequence[float], last: int = 20) -> float:
+    """Mean of the last ``last`` losses (one batch is noisy)."""
+    tail = list(losses)[-last:]
+    return sum(tail) / len(tail)
+
+
+def lr_figure(curves: dict[float, Sequence[float]], title: str = "Learning-rate sweep") -> go.Figure:
+    fig = go.Figure()
+    for lr, losses in curves.items():
+        fig.add_trace(go.Scatter(y=[min(l, 6.0) for l in losses], mode="lines", name=f"lr = {lr:g}"))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="training loss (capped at 6)", height=380,
+                      margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise checkers (each asserts with a message a student can act on)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> None:
+    """``causal_mask(T)`` must return a (T, T) bool tensor, True where query i may look at key j (j <= i)."""
+    for T in (1, 2, 5, 8):
+        mask = causal_mask(T)
+        assert isinstance(mask, torch.Tensor), f"causal_mask({T}) returned {type(mask).__name__}, not a tensor"
+        assert mask.shape == (T, T), f"causal_mask({T}) has shape {tuple(mask.shape)}, expected ({T}, {T})"
+        assert mask.dtype == torch.bool, f"causal_mask({T}) has dtype {mask.dtype}; use a bool tensor"
+        expected = torch.ones(T, T, dtype=torch.bool).tril()
+        if not torch.equal(mask, expected):
+            i, j = (mask != expected).nonzero()[0].tolist()
+            reason = ("a token may see itself and every earlier token" if expected[i, j]
+                      else "that key is in the future")
+            raise AssertionError(f"for T={T}, entry [{i}, {j}] is {bool(mask[i, j])}, expected "
+                                 f"{bool(expected[i, j])}: {reason}")
+    # and it really blocks the future: changing later tokens leaves earlier outputs unchanged
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 1, 6, 4).unbind(0)
+    mask = causal_mask(6)
+    out1 = (q @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf")).softmax(-1) @ v
+    k2, v2 = k.clone(), v.clone()
+    k2[:, 4:], v2[:, 4:] = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
+    out2 = (q @ k2.transpose(-2, -1)).masked_fill(~mask, float("-inf")).softmax(-1) @ v2
+    assert torch.allclose(out1[:, :4], out2[:, :4]), "changing future tokens changed earlier outputs"
+
+
+def block_parameters_reference(n_embd: int) -> int:
+    """Parameters of one course Block with biases and a 4x MLP: 12 d^2 + 13 d."""
+    d = n_embd
+    attention = (d * 3 * d + 3 * d) + (d * d + d)
+    mlp = (d * 4 * d + 4 * d) + (4 * d * d + d)
+    layernorms = 2 * (2 * d)
+    return attention + mlp + layernorms
+
+
+def check_block_parameters(block_parameters: Callable[[int], int]) -> None:
+    """``block_parameters(d)`` must equal the parameter count of a real ``Block`` of width d."""
+    for d in (8, 64, 128, 192, 768):
+        real = sum(p.numel() for p in Block(GPTConfig(vocab_size=2, n_embd=d, n_head=1)).parameters())
+        got = block_parameters(d)
+        assert isinstance(got, int) and not isinstance(got, bool), \
+            f"block_parameters({d}) returned {got!r}; return a whole number (int)"
+        assert got == real, (f"block_parameters({d}) = {got:,}, but a real block of width {d} has {real:,} "
+                             f"parameters (off by {got - real:+,})")
+
+
+def check_learning_rate(lr: float, data: torch.Tensor, vocab_size: int, target: float,
+                        steps: int = 150) -> None:
+    """Train the tiny model at ``lr`` for ``steps`` steps; its final loss must be below ``target``."""
+    assert isinstance(lr, (int, float)) and not isinstance(lr, bool), f"lr must be a number, got {lr!r}"
+    assert math.isfinite(lr) and 0 < lr <= 100, f"lr must be in (0, 100], got {lr!r}"
+    losses = tiny_run(data, vocab_size, float(lr), steps=steps)
+    end = final_loss(losses)
+    assert end < target, (f"with lr = {lr:g} the loss after {steps} steps is {end:.2f}, not below {target:.2f}: "
+                          + ("it barely moved, the steps are too small" if end > losses[0] - 0.5 else
+                             "it learned, but not enough; or it was unstable"))
