@@ -260,7 +260,10 @@ def load_hf_model(name_or_path: str):
     local Hugging Face cache; otherwise a clear :class:`AssetError` is raised at once.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()     # a one-second load needs no "Loading weights" bar
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, attn_implementation="eager")
@@ -269,5 +272,15 @@ def load_hf_model(name_or_path: str):
                          "not found locally and could not be downloaded "
                          f"(offline mode: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})",
                          "connect to the internet once, or use course_utils.assets.load_smollm2()") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model.eval()
     return model, tok
+
+
+def load_smollm2_tokenizer():
+    """Only SmolLM2's tokenizer (no model weights loaded)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_dir()))
