@@ -324,7 +324,10 @@ def bit_explorer(value: float = 0.1, formats: tuple[str, ...] = tuple(FORMATS)):
         infos[fmt] = widgets.HTML()
         label = widgets.HTML(f"<b>{fmt}</b><br><small>1/{f.exp_bits}/{f.man_bits}</small>",
                              layout=widgets.Layout(width="80px"))
-        rows.append(widgets.VBox([widgets.HBox([label] + buttons[fmt]), infos[fmt]]))
+        infos_range = (f"<small>range: max {_fmt_num(max_finite(fmt))}, smallest normal "
+                       f"{_fmt_num(smallest_normal(fmt))}, epsilon {_fmt_num(epsilon(fmt))}</small>")
+        rows.append(widgets.VBox([widgets.HBox([label] + buttons[fmt]), widgets.HBox([infos[fmt]]),
+                                 widgets.HTML(infos_range)]))
     legend = widgets.HTML("<span style='background:#d93025;color:white'>&nbsp;sign&nbsp;</span> "
                           "<span style='background:#1a73e8;color:white'>&nbsp;exponent&nbsp;</span> "
                           "<span style='background:#188038;color:white'>&nbsp;mantissa&nbsp;</span> "

@@ -536,3 +536,51 @@ def loss_vs_bits_figure(rows: list[dict], baseline: float, title: str) -> "go.Fi
                       height=380, margin=dict(l=60, r=20, t=50, b=50))
     fig.update_xaxes(autorange="reversed", dtick=1)
     return fig
+
+
+def model_quantizer(model: nn.Module, ids: torch.Tensor, sample=None, window: int = 256):
+    """Widget: pick bits, scheme, granularity and an outlier strength, press the button, and get the
+    validation loss, the size and (if ``sample(model) -> str`` is given) a text sample.
+
+    NF4 is only offered at 4 bits: choosing it pins the bits slider to 4.
+    """
+    import ipywidgets as widgets
+
+    base = lm_loss(model, ids, window)
+    bits = widgets.IntSlider(value=4, min=2, max=8, description="bits", continuous_update=False)
+    scheme = widgets.Dropdown(options=list(SCHEMES), value="absmax", description="scheme")
+    gran = widgets.Dropdown(options=list(GRANULARITIES), value="row", description="granularity")
+    group = widgets.Dropdown(options=[16, 32, 64], value=32, description="group size")
+    alpha = widgets.FloatSlider(value=1.0, min=1.0, max=50.0, step=1.0, description="outlier α",
+                                continuous_update=False)
+    button = widgets.Button(description="Quantize and evaluate", button_style="primary", icon="play")
+    result = widgets.HTML()
+
+    def on_scheme(_=None):
+        if scheme.value == "nf4":
+            bits.value, bits.disabled = 4, True
+        else:
+            bits.disabled = False
+
+    def run(_=None):
+        button.disabled, result.value = True, "<i>quantizing and evaluating...</i>"
+        try:
+            src = inject_outlier(model, alpha.value) if alpha.value != 1.0 else model
+            q = quantize_model(src, bits.value, scheme.value, gran.value, group.value)
+            loss = lm_loss(q, ids, window)
+            size = model_bytes(model, bits.value, scheme.value, gran.value, group.value)
+            text = ""
+            if sample is not None:
+                import html
+                text = f"<pre style='white-space:pre-wrap'>{html.escape(sample(q))}</pre>"
+            result.value = (f"validation loss <b>{loss:.4f}</b> (fp32: {base:.4f}, change {loss - base:+.4f}) "
+                            f"&nbsp;|&nbsp; size {size:,} bytes (fp32: {model_bytes(model):,})" + text)
+        except ValueError as exc:       # e.g. a group size that does not divide a layer
+            result.value = f"<span style='color:#cf222e'>{exc}</span>"
+        finally:
+            button.disabled = False
+
+    scheme.observe(on_scheme, names="value")
+    button.on_click(run)
+    run()
+    return widgets.VBox([widgets.HBox([bits, scheme, gran]), widgets.HBox([group, alpha]), button, result])
