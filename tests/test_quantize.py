@@ -212,3 +212,22 @@ def test_dynamic_int8_is_smaller_and_close_on_a_tiny_model():
     with torch.no_grad():
         a, b = model(input_ids=ids).logits, q(input_ids=ids).logits
     assert (a - b).abs().max() < 0.1 * a.abs().max()
+
+
+def test_widgets_only_offer_valid_settings(course):
+    v = Q.vector_quantizer()
+    (outlier, bits), fig = v.children[0].children, v.children[2]
+    outlier.value = 15.0
+    assert fig.data[0].y[-1] == 15.0 and fig.data[4].visible
+    bits.value = 3
+    assert not fig.data[4].visible and "only at 4 bits" in v.children[1].value
+    with pytest.raises(ValueError, match="must divide"):
+        Q.vector_quantizer(n=16, group_size=5)
+    model, ids = course
+    w = Q.model_quantizer(model, ids[:1025])
+    (bits, scheme, gran), result = w.children[0].children, w.children[3]
+    assert "validation loss" in result.value
+    scheme.value = "nf4"
+    assert bits.value == 4 and bits.disabled
+    scheme.value = "absmax"
+    assert not bits.disabled
