@@ -274,3 +274,46 @@ def first_char_errors(dec: Decoder, words: Sequence[str], offset: int) -> tuple[
     rest_total = sum(len(w) - 1 for w in words)
     rest = sum(a != b for w, g in zip(words, r["decoded"]) for a, b in zip(g[1:], w[1:])) / rest_total
     return first, rest
+
+
+# ------------------------------------------------------------------ figures
+OFFSET_COLORS = ["#4e79a7", "#f28e2b", "#59a14f"]
+
+
+class LiveAccuracy:
+    """A FigureWidget with one accuracy-vs-step line per offset; pass ``.update`` as the training callback."""
+
+    def __init__(self, title: str):
+        import plotly.graph_objects as go
+
+        self.widget = go.FigureWidget()
+        for o in (0, 1, 2):
+            self.widget.add_scatter(x=[], y=[], mode="lines+markers", name=f"offset {o}",
+                                    line=dict(color=OFFSET_COLORS[o]))
+        self.widget.update_layout(title=title, xaxis_title="training step", height=340,
+                                  yaxis=dict(title="character accuracy (held-out words)", range=[0, 1.02]),
+                                  margin=dict(l=60, r=20, t=50, b=50))
+
+    def update(self, record: dict) -> None:
+        with self.widget.batch_update():
+            for o, trace in enumerate(self.widget.data):
+                if f"offset {o}" in record:
+                    trace.x = tuple(trace.x) + (record["step"],)
+                    trace.y = tuple(trace.y) + (record[f"offset {o}"],)
+
+
+def accuracy_bars(results: dict[str, dict[int, dict]], title: str, metric: str = "char_accuracy"):
+    """Grouped bars: one group per run/word set (the keys of ``results``), one bar per offset."""
+    import plotly.graph_objects as go
+
+    if metric not in ("char_accuracy", "word_accuracy"):
+        raise ValueError(f"metric must be 'char_accuracy' or 'word_accuracy', got {metric!r}")
+    fig = go.Figure()
+    names = list(results)
+    for o in (0, 1, 2):
+        ys = [results[n][o][metric] if o in results[n] else None for n in names]
+        fig.add_bar(x=names, y=ys, name=f"offset {o}", marker_color=OFFSET_COLORS[o],
+                    texttemplate="%{y:.0%}", textposition="outside")
+    fig.update_layout(title=title, barmode="group", height=380, margin=dict(l=60, r=20, t=50, b=60),
+                      yaxis=dict(title=metric.replace("_", " "), range=[0, 1.12], tickformat=".0%"))
+    return fig
