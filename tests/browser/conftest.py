@@ -32,6 +32,7 @@ REPO = HERE.parent.parent
 # COURSE_BROWSER_NOTEBOOKS points the suite at another folder (e.g. a mutated copy of a notebook).
 NOTEBOOKS = pathlib.Path(os.environ.get("COURSE_BROWSER_NOTEBOOKS", REPO / "notebooks"))
 FIXTURES = HERE / "fixtures"
+HARNESS = "_harness/harness_demo.ipynb"   # fixtures/harness_demo.ipynb as the Lab server sees it
 ARTIFACTS = pathlib.Path(os.environ.get("COURSE_BROWSER_ARTIFACTS", REPO / "artifacts" / "browser"))
 # Longest a single notebook may take to run all cells in the browser (seconds).
 NOTEBOOK_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_NOTEBOOK_TIMEOUT", "600"))
@@ -312,7 +313,9 @@ JS_REPORT = r"""() => {
       if (data['application/vnd.jupyter.widget-view+json']) {
         const txt = el ? (el.innerText || '') : '';
         const out = el && el.querySelector('.jp-OutputArea-output');
-        r.widgets.push({rendered: !!(el && el.querySelector('.jupyter-widgets')),
+        // Rendered by the widget manager: a panel with child elements (a FigureWidget shown on its own
+        // has no .jupyter-widgets class). Without the manager Lab falls back to text (jp-RenderedText).
+        r.widgets.push({rendered: !!(out && !out.classList.contains('jp-RenderedText') && out.children.length > 0),
                         empty: !out || (out.children.length === 0 && !txt.trim()),
                         error: /Error displaying widget|Loading widget\.\.\./.test(txt) ? txt.slice(0, 200) : null});
       } else if (data['application/vnd.plotly.v1+json']) {
@@ -434,6 +437,12 @@ class NotebookRun:
         return self._within(scope).locator(".js-plotly-plot").evaluate_all(
             "ds => ds.map(d => { const t = d.layout && d.layout.title; return t ? (t.text || String(t)) : ''; })")
 
+    def slider_at_max(self, slider) -> bool:
+        """Whether the slider's handle sits at its maximum (noUiSlider's aria attributes)."""
+        handle = slider.first.locator(".noUi-handle").first
+        now, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
+        return now is not None and top is not None and float(now) >= float(top)
+
     def move_slider(self, slider, key: str = "Home", presses: int = 1) -> tuple[str, str]:
         """Move a slider with the keyboard; returns the readout before and after."""
         slider = slider.first
@@ -497,48 +506,38 @@ class NotebookRun:
         return path
 
 
-class NotebookRunner:
-    """Opens notebooks one at a time; re-requesting the current one reuses its executed page."""
+class _Started:
+    """A notebook whose page is open and whose 'Run All Cells' has been started."""
 
-    def __init__(self, lab: Lab, browser):
-        self.lab, self.browser = lab, browser
-        self.current: NotebookRun | None = None
-        self.context = None
-
-    def close(self) -> None:
-        if self.current is None:
-            return
-        run, self.current = self.current, None
-        (run.dir / "requests.txt").write_text("\n".join(run.requests))
-        (run.dir / "console.txt").write_text("\n".join(run.console))
+    def __init__(self, name: str, lab: Lab, browser):
+        self.name, self.error = name, None
+        # Fresh artifacts for this notebook (only its own folder: the artifacts root may be anywhere).
+        shutil.rmtree(ARTIFACTS / pathlib.Path(name).stem, ignore_errors=True)
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000}, service_workers="block")
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.console: list[str] = []
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("websocket", lambda ws: self.requests.append(ws.url))
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}")
+                     if m.type in ("error", "warning") else None)
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        self.page.set_default_timeout(30_000)
+        self.start = time.time()
         try:
-            run.page.close()
-        finally:
-            self.lab.shutdown_kernels(run.name)
-            if self.context is not None:
-                self.context.close()
-                self.context = None
+            self.page.goto(lab.url(name))
+            self.page.wait_for_function(JS_KERNEL_IDLE, timeout=120_000)
+            self.page.evaluate(JS_RUN_ALL)
+        except Exception as exc:  # re-raised when the notebook's test asks for it
+            self.error = exc
 
-    def __call__(self, name: str) -> NotebookRun:
-        if self.current is not None and self.current.name == name:
-            return self.current
-        self.close()
-        self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000},
-                                                service_workers="block")
-        page = self.context.new_page()
-        requests: list[str] = []
-        console: list[str] = []
-        self.context.on("request", lambda r: requests.append(r.url))
-        page.on("websocket", lambda ws: requests.append(ws.url))
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-        page.set_default_timeout(30_000)
-        start = time.time()
-        page.goto(self.lab.url(name))
-        page.wait_for_function(JS_KERNEL_IDLE, timeout=120_000)
-        page.evaluate(JS_RUN_ALL)
+    def finish(self, lab: Lab) -> NotebookRun:
+        if self.error is not None:
+            raise self.error
+        page = self.page
+        remaining = max(1.0, NOTEBOOK_TIMEOUT_S - (time.time() - self.start))
         page.wait_for_function("() => window.__courseRunAll && window.__courseRunAll.done",
-                               timeout=NOTEBOOK_TIMEOUT_S * 1000, polling=500)
+                               timeout=remaining * 1000, polling=500)
         state = page.evaluate("() => window.__courseRunAll")
         page.wait_for_function(JS_KERNEL_IDLE, timeout=60_000)
         # Widget views and plots render asynchronously after the kernel replies (a FigureWidget first
@@ -549,18 +548,81 @@ class NotebookRunner:
         except Exception:
             pass
         page.wait_for_timeout(500)
-        seconds = time.time() - start
-        run = NotebookRun(name, page, self.lab, requests, console, seconds, bool(state.get("ok")), [])
+        run = NotebookRun(self.name, page, lab, self.requests, self.console, time.time() - self.start,
+                          bool(state.get("ok")), [])
         run.refresh_report()
-        self.current = run
         return run
+
+    def close(self, lab: Lab) -> None:
+        directory = ARTIFACTS / pathlib.Path(self.name).stem
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "requests.txt").write_text("\n".join(self.requests))
+        (directory / "console.txt").write_text("\n".join(self.console))
+        try:
+            self.context.close()
+        finally:
+            lab.shutdown_kernels(self.name)
+
+
+class NotebookRunner:
+    """Runs notebooks in the order the tests need them; re-requesting the current one reuses its page.
+
+    With ``COURSE_BROWSER_PARALLEL=2`` (the default) the next planned notebook is started while the
+    current one is being run and tested: each kernel uses one thread, so on a 2-core machine two
+    notebooks run side by side. At most that many kernels are alive; each is shut down when its
+    notebook's tests are done. ``COURSE_BROWSER_PARALLEL=1`` runs strictly one at a time.
+    """
+
+    def __init__(self, lab: Lab, browser, plan: list[str], parallel: int):
+        self.lab, self.browser, self.plan, self.parallel = lab, browser, list(plan), max(1, parallel)
+        self.started: dict[str, _Started] = {}
+        self.current: NotebookRun | None = None
+
+    def _start(self, name: str) -> None:
+        if name not in self.started:
+            self.started[name] = _Started(name, self.lab, self.browser)
+
+    def close(self) -> None:
+        if self.current is not None:
+            name, self.current = self.current.name, None
+            self.started.pop(name).close(self.lab)
+
+    def close_all(self) -> None:
+        self.close()
+        for name in list(self.started):
+            self.started.pop(name).close(self.lab)
+
+    def __call__(self, name: str) -> NotebookRun:
+        if self.current is not None and self.current.name == name:
+            return self.current
+        self.close()
+        self._start(name)
+        if name in self.plan:
+            for following in self.plan[self.plan.index(name) + 1:][:self.parallel - 1]:
+                self._start(following)
+        self.current = self.started[name].finish(self.lab)
+        return self.current
+
+
+PLAN: list[str] = []
+
+
+def pytest_collection_finish(session):
+    """The notebooks the selected browser tests need, in the order they will run (for prefetching)."""
+    PLAN.clear()
+    for item in session.items:
+        if not str(item.fspath).startswith(str(HERE)) or item.get_closest_marker("skip"):
+            continue
+        name = HARNESS if item.fspath.basename == "test_harness.py" else _item_notebook(item)
+        if name and name not in PLAN:
+            PLAN.append(name)
 
 
 @pytest.fixture(scope="session")
 def notebook_runner(lab, browser):
-    runner = NotebookRunner(lab, browser)
+    runner = NotebookRunner(lab, browser, PLAN, int(os.environ.get("COURSE_BROWSER_PARALLEL", "2")))
     yield runner
-    runner.close()
+    runner.close_all()
 
 
 @pytest.fixture
