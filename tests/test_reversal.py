@@ -11,7 +11,7 @@ from course_utils import reversal as rv
 from course_utils.model import GPT, GPTConfig
 
 # Small enough to train in well under a minute of CPU, big enough to learn every forward fact.
-TINY = rv.ExperimentConfig(n_layer=2, n_head=4, n_embd=96, steps=500, batch_size=48, lr=3e-3, eval_interval=500)
+TINY = rv.ExperimentConfig(n_layer=2, n_head=4, n_embd=96, steps=600, batch_size=48, lr=3e-3, eval_interval=500)
 
 
 # ----------------------------------------------------------------------------- the world
