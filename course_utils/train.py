@@ -151,7 +151,8 @@ def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: Tra
 
     Every ``eval_interval`` steps (and at the first and last step) the loss on fixed train
     and validation batches is recorded and ``callback(record)`` is called; a callback that
-    returns True stops training. Interrupting the kernel (or passing ``cfg.time_limit``
+    returns True stops training. The callback may add its own fields to ``record`` (e.g.
+    an accuracy): they are kept in the returned history. Interrupting the kernel (or passing ``cfg.time_limit``
     seconds) also stops cleanly: the model keeps what it learned so far, the last record
     gets ``"stopped": True`` and the history so far is returned.
     """
