@@ -263,8 +263,6 @@ def mask_identity(model: GPT, tokenizer, prefix: str, future_a: str, future_b: s
     for name, s in (("prefix", prefix), ("future_a", future_a), ("future_b", future_b)):
         if not s:
             raise ValueError(f"{name} is empty")
-    if len(future_a) != len(future_b):
-        raise ValueError(f"the two futures must have the same length, got {len(future_a)} and {len(future_b)}")
     if future_a == future_b:
         raise ValueError("the two futures are identical: choose two different ones")
     a = torch.tensor([tokenizer.encode(prefix + future_a)])
@@ -326,6 +324,14 @@ def pattern_scores(att: Attention) -> dict[str, np.ndarray]:
             "first character": w[:, :, rows, 0].mean(-1),
             "whitespace": w[:, :, 1:, :][..., space].sum(-1).mean(-1),
             "newline": w[:, :, 1:, :][..., newline].sum(-1).mean(-1)}
+
+
+def uniform_baseline(att: Attention) -> dict[str, float]:
+    """The pattern scores a head would get by spreading its weight evenly over the past: the yardstick."""
+    T = len(att.tokens)
+    w = torch.tril(torch.ones(T, T))
+    w = (w / w.sum(-1, keepdim=True))[None, None]
+    return {k: float(v[0, 0]) for k, v in pattern_scores(Attention(att.tokens, w)).items()}
 
 
 def best_heads(scores: dict[str, np.ndarray]) -> list[dict]:
@@ -476,6 +482,32 @@ class AttentionExplorer:
         display(self.widget)
 
 
+def pattern_figure(scores: dict[str, np.ndarray], pattern: str) -> go.Figure:
+    """One pattern's score for every (layer, head) as a heatmap."""
+    if pattern not in scores:
+        raise ValueError(f"unknown pattern {pattern!r}; choose one of {', '.join(scores)}")
+    s = scores[pattern]
+    return heatmap(s, [f"head {h}" for h in range(s.shape[1])], [f"layer {l}" for l in range(s.shape[0])],
+                   title=f"Head scores: {pattern}", x_title="head", y_title="layer", zmax=1.0,
+                   hover_value="mean weight", height=360)
+
+
+def pattern_widget(scores: dict[str, np.ndarray]):
+    """A dropdown over the patterns and the matching (layer x head) score heatmap."""
+    import ipywidgets as widgets
+
+    choice = widgets.Dropdown(options=list(scores), description="pattern")
+    fig = go.FigureWidget(pattern_figure(scores, choice.value))
+
+    def redraw(_):
+        new = pattern_figure(scores, choice.value)
+        with fig.batch_update():
+            fig.data[0].z = new.data[0].z
+            fig.layout.title.text = new.layout.title.text
+    choice.observe(redraw, "value")
+    return widgets.VBox([choice, fig])
+
+
 # ---------------------------------------------------------------------------
 # Induction heads
 # ---------------------------------------------------------------------------
@@ -520,14 +552,22 @@ def repeat_batch(batch_size: int, task: InductionTask = InductionTask(), generat
     return x[:, :-1], x[:, 1:], repeated
 
 
-def induction_model(n_layer: int, task: InductionTask = InductionTask(), n_head: int = 2, n_embd: int = 64,
-                    seed: int = 0) -> GPT:
+def induction_model(n_layer: int, task: InductionTask = InductionTask(), n_head: int = 2, n_embd: int = 32,
+                    seed: int = 0, qkv_init_std: float = 0.15) -> GPT:
     """An attention-only GPT (no MLP) for the copying task."""
     if n_layer not in (1, 2, 3):
         raise ValueError(f"n_layer must be 1, 2 or 3, got {n_layer!r}")
+    if not 0 < qkv_init_std <= 1:
+        raise ValueError(f"qkv_init_std must be in (0, 1], got {qkv_init_std!r}")
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=n_layer, n_head=n_head,
-                         n_embd=n_embd, mlp=False))
+    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=n_layer, n_head=n_head,
+                          n_embd=n_embd, mlp=False))
+    # GPT-2's init (std 0.02) makes every score q·k almost 0: attention starts uniform and sits on a long
+    # plateau (measured: 600 to >1500 steps depending on the seed). Larger query/key/value weights start
+    # it off the plateau, so the phase change comes after a few hundred steps for every seed we tried.
+    for block in model.blocks:
+        torch.nn.init.normal_(block.attn.qkv.weight, std=qkv_init_std)
+    return model
 
 
 @torch.no_grad()
@@ -554,8 +594,9 @@ class InductionRun:
         return next((r["step"] for r in self.history if r["repeated"] < threshold), None)
 
 
-def train_induction(n_layer: int = 2, steps: int = 1500, task: InductionTask = InductionTask(), seed: int = 0,
+def train_induction(n_layer: int = 2, steps: int = 1000, task: InductionTask = InductionTask(), seed: int = 0,
                     batch_size: int = 64, lr: float = 1e-3, eval_every: int = 50, probe_repeat: int = 20,
+                    n_head: int = 2, n_embd: int = 32,
                     progress: bool = True, callback: Callable[[dict], None] | None = None) -> InductionRun:
     """Train an attention-only GPT on :func:`repeat_batch` data; record both losses and probe attention.
 
@@ -567,7 +608,7 @@ def train_induction(n_layer: int = 2, steps: int = 1500, task: InductionTask = I
         raise ValueError(f"steps must be in 1..20000, got {steps!r}")
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    model = induction_model(n_layer, task, seed=seed)
+    model = induction_model(n_layer, task, n_head=n_head, n_embd=n_embd, seed=seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
     ex, ey, em = repeat_batch(256, task, torch.Generator().manual_seed(10_000 + seed))
@@ -634,6 +675,60 @@ def induction_loss_figure(runs: dict[str, InductionRun], title: str = "Induction
     fig.update_layout(title=title, xaxis_title="training step", yaxis_title="cross-entropy (nats per token)",
                       height=420, margin=dict(l=60, r=20, t=50, b=50))
     return fig
+
+
+def snapshot_widget(runs: dict[str, "InductionRun"], title: str = "Induction heads: attention during training"):
+    """Model / layer / head / training-step selectors over the probe-sequence heatmaps saved while training."""
+    import ipywidgets as widgets
+
+    if not runs:
+        raise ValueError("runs is empty: train at least one model first")
+    names = list(runs)
+    model = widgets.Dropdown(options=names, value=names[0], description="model")
+    layer = widgets.IntSlider(min=0, max=0, description="layer")
+    head = widgets.IntSlider(min=0, max=0, description="head")
+    step = widgets.SelectionSlider(options=[0], description="step", continuous_update=False)
+
+    def current():
+        run = runs[model.value]
+        tokens = [str(t) for t in run.probe[0].tolist()]
+        return run, tokens
+
+    def figure():
+        run, tokens = current()
+        w = run.snapshots[step.value][layer.value, head.value].numpy()
+        fig = attention_heatmap(w, tokens, height=520,
+                                title=f"{title}: {model.value}, layer {layer.value}, head {head.value}, "
+                                      f"step {step.value}")
+        fig.update_xaxes(title=f"key (tokens; the segment of {run.probe_repeat} repeats from position "
+                               f"{run.probe_repeat})")
+        return fig
+
+    fig = go.FigureWidget()
+
+    def reset(*_):
+        run, _ = current()
+        L, H = next(iter(run.snapshots.values())).shape[:2]
+        layer.max, head.max = L - 1, H - 1
+        layer.value, head.value = L - 1, min(head.value, H - 1)
+        steps = sorted(run.snapshots)
+        step.options = steps
+        step.value = steps[-1]
+        redraw()
+
+    def redraw(*_):
+        new = figure()
+        with fig.batch_update():
+            if not fig.data:
+                fig.add_trace(new.data[0])
+            fig.data[0].update(new.data[0])
+            fig.layout.update(new.layout)
+
+    model.observe(reset, "value")
+    for w in (layer, head, step):
+        w.observe(redraw, "value")
+    reset()
+    return widgets.VBox([widgets.HBox([model, layer, head]), step, fig])
 
 
 # ---------------------------------------------------------------------------

@@ -116,8 +116,8 @@ def test_mask_identity(char_model):
     res = A.mask_identity(model, tok, "To be, or not to be", ": that is", "? said he")
     assert res.max_diff_model == 0.0
     assert res.max_diff_unmasked > 1e-3
-    with pytest.raises(ValueError, match="same length"):
-        A.mask_identity(model, tok, "To be", "ab", "abc")
+    with pytest.raises(ValueError, match="identical"):
+        A.mask_identity(model, tok, "To be", "ab", "ab")
 
 
 # ----------------------------------------------------------------- reading heads
@@ -147,6 +147,9 @@ def test_pattern_scores_find_a_planted_previous_token_head():
     best = {b["pattern"]: b for b in A.best_heads(scores)}
     assert (best["previous character"]["layer"], best["previous character"]["head"]) == (1, 2)
     assert best["previous character"]["score"] == pytest.approx(1.0)
+    base = A.uniform_baseline(att)
+    assert base["previous character"] == pytest.approx(float(scores["previous character"][0, 0]))
+    assert base["newline"] < 0.2
 
 
 def test_rank_heads():
@@ -249,3 +252,22 @@ def test_check_attention_row():
         A.check_attention_row(A.attention_row(scale=1.0))
     with pytest.raises(AssertionError, match="sum to 1"):
         A.check_attention_row([0.5, 0.5, 0.5])
+
+
+def test_train_induction_short_run_and_widgets():
+    runs = {f"{n}-layer": A.train_induction(n_layer=n, steps=20, eval_every=10, progress=False) for n in (2, 1)}
+    run = runs["2-layer"]
+    assert [r["step"] for r in run.history] == [0, 10, 20]
+    assert sorted(run.snapshots) == [0, 10, 20]
+    assert run.snapshots[20].shape == (2, 2, 64, 64)
+    assert run.cpu_seconds > 0 and run.crossing(2.0) is None
+    assert len(A.induction_loss_figure(runs).data) == 4
+    box = A.snapshot_widget(runs)
+    fig = box.children[-1]
+    assert "2-layer, layer 1," in fig.layout.title.text   # starts on the last layer of the first model
+    box.children[0].children[0].value = "1-layer"
+    assert "1-layer, layer 0," in fig.layout.title.text
+    with pytest.raises(ValueError, match="steps must be in"):
+        A.train_induction(steps=0)
+    with pytest.raises(ValueError, match="n_layer must be"):
+        A.induction_model(4)
