@@ -26,7 +26,7 @@ import torch
 from . import b64
 from .model import GPT, GPTConfig
 from .tokenizers import CharTokenizer
-from .train import TrainConfig, lr_at, make_optimizer
+from .train import TrainConfig, lr_at, make_optimizer, train_step
 
 N_BYTES = 9                                   # plain bytes per example (a multiple of 3: no '=' padding)
 N_CHARS = 4 * N_BYTES // 3                    # Base64 characters per example
@@ -212,12 +212,8 @@ def train_decoder(words: Sequence[str], cfg: DecoderConfig, monitor: Sequence[st
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tcfg)
         x, y = make_batch(by_offset, reader, cfg.batch_size, rng)
-        loss = model(x, y).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-        opt.step()
-        smoothed = loss.item() if smoothed is None else 0.9 * smoothed + 0.1 * loss.item()
+        loss = train_step(model, opt, x, y, tcfg.grad_clip)
+        smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             record = {"step": step + 1, "loss": smoothed}
             if monitor:

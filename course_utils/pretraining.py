@@ -191,7 +191,7 @@ def tiny_run(data: torch.Tensor, vocab_size: int, lr: float, steps: int = 150, b
              seed: int = 0) -> list[float]:
     """Train a 2-layer, 32-channel model for ``steps`` AdamW steps at a constant ``lr``; return the
     training loss of every step (a diverged run reports its non-finite losses as 99)."""
-    from .train import get_batch
+    from .train import get_batch, train_step
 
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or not 0 < lr <= 100:
         raise ValueError(f"learning rate must be a number in (0, 100], got {lr!r}")
@@ -204,14 +204,11 @@ def tiny_run(data: torch.Tensor, vocab_size: int, lr: float, steps: int = 150, b
     losses = []
     for _ in range(steps):
         x, y = get_batch(data, TINY["block_size"], batch_size, g)
-        loss = model(x, y).loss
-        if not torch.isfinite(loss):
+        loss = train_step(model, opt, x, y)
+        if not math.isfinite(loss):
             losses += [99.0] * (steps - len(losses))
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        losses.append(loss)
     return losses
 
 

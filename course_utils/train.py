@@ -144,6 +144,18 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
+def train_step(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               grad_clip: float = 0.0) -> float:
+    """One optimisation step on one batch (forward, backward, optional clipping, update); the loss."""
+    loss = model(x, y).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item()
+
+
 def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: TrainConfig,
           callback: Callable[[dict], bool | None] | None = None, progress: bool = True,
           device: str | torch.device | None = None) -> list[dict]:
@@ -169,7 +181,6 @@ def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: Tra
     best = (float("inf"), None)
     start = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="training", disable=not progress, leave=True)
-    smoothed = None
 
     def evaluate(step: int) -> bool:
         nonlocal best
@@ -190,13 +201,7 @@ def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: Tra
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
             x, y = get_batch(train_data, block, cfg.batch_size, g, device)
-            loss = model(x, y).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
+            train_step(model, opt, x, y, cfg.grad_clip)
             done = step + 1
             out_of_time = cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit
             if done % cfg.eval_interval == 0 or done == cfg.steps or out_of_time:
