@@ -262,7 +262,7 @@ def bit_explorer(value: float = 0.1, formats: tuple[str, ...] = tuple(FORMATS)):
     for fmt in formats:
         get_format(fmt)
     number = widgets.Text(value=repr(float(value)), description="number", continuous_update=False,
-                          layout=widgets.Layout(width="260px"))
+                          layout=widgets.Layout(width="360px"))
     status = widgets.HTML()
     rows, buttons, infos = [], {}, {}
     busy = {"on": False}
@@ -273,7 +273,6 @@ def bit_explorer(value: float = 0.1, formats: tuple[str, ...] = tuple(FORMATS)):
     def paint(fmt: str, bits: str) -> None:
         f = FORMATS[fmt]
         for i, (b, button) in enumerate(zip(bits, buttons[fmt])):
-            button.value = b == "1"
             button.description = b
             button.style.button_color = FIELD_COLORS[kind(i, f)][b == "1"]
             button.style.text_color = "white" if b == "1" else "black"
@@ -298,10 +297,11 @@ def bit_explorer(value: float = 0.1, formats: tuple[str, ...] = tuple(FORMATS)):
         show(x)
 
     def on_bit(fmt: str, i: int):
-        def handler(change):
+        def handler(_button):
             if busy["on"]:
                 return
-            bits = "".join("1" if b.value else "0" for b in buttons[fmt])
+            bits = "".join(b.description for b in buttons[fmt])
+            bits = bits[:i] + ("0" if bits[i] == "1" else "1") + bits[i + 1:]
             x = from_bits(bits, fmt)
             if math.isnan(x):
                 busy["on"] = True
@@ -317,10 +317,11 @@ def bit_explorer(value: float = 0.1, formats: tuple[str, ...] = tuple(FORMATS)):
     for fmt in formats:
         f = FORMATS[fmt]
         width = "18px" if f.bits == 32 else "26px"
-        buttons[fmt] = [widgets.ToggleButton(description="0", layout=widgets.Layout(width=width, padding="0"),
-                                             tooltip=f"{fmt} bit {i} ({kind(i, f)})") for i in range(f.bits)]
+        # Plain Buttons (not ToggleButtons): only Button styles support a background colour.
+        buttons[fmt] = [widgets.Button(description="0", layout=widgets.Layout(width=width, padding="0"),
+                                       tooltip=f"{fmt} bit {i} ({kind(i, f)})") for i in range(f.bits)]
         for i, b in enumerate(buttons[fmt]):
-            b.observe(on_bit(fmt, i), names="value")
+            b.on_click(on_bit(fmt, i))
         infos[fmt] = widgets.HTML()
         label = widgets.HTML(f"<b>{fmt}</b><br><small>1/{f.exp_bits}/{f.man_bits}</small>",
                              layout=widgets.Layout(width="80px"))
