@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .model import GPT, GPTConfig
 from .plots import heatmap, show_token
+from .train import train_step
 
 
 # ---------------------------------------------------------------------------
@@ -632,10 +633,7 @@ def train_induction(n_layer: int = 2, steps: int = 1000, task: InductionTask = I
     for step in bar:
         t0 = time.process_time()
         x, y, _ = repeat_batch(batch_size, task, g)
-        loss = model(x, y).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, x, y)
         run.cpu_seconds += time.process_time() - t0
         if step % eval_every == 0 or step == steps:
             r = evaluate(step)
