@@ -225,16 +225,20 @@ def check_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None
             f"{(got - want).abs().max().item():.3g}: divide the logits by the temperature, then softmax")
 
 
+def _same_filtered(got: torch.Tensor, want: torch.Tensor, setting: str) -> None:
+    """The student's filtered distribution keeps exactly the reference's tokens, renormalised."""
+    assert torch.equal(got > 0, want > 0), (
+        f"with {setting} you keep {(got > 0).sum(-1).tolist()} tokens per row, the reference keeps "
+        f"{(want > 0).sum(-1).tolist()}")
+    assert torch.allclose(got, want, atol=1e-5), f"with {setting} the kept tokens are right but not renormalised"
+
+
 def check_top_k(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """``fn(logits, k) -> probabilities`` keeping the k most likely tokens, compared exactly."""
     logits = _exercise_logits(2)
     for k in (1, 5, 20, 50):
-        got = _as_probs(fn(logits.clone(), k), logits.shape, f"top_k={k}")
-        want = probs(logits, top_k=k)
-        assert torch.equal(got > 0, want > 0), (
-            f"with k={k} you keep {(got > 0).sum(-1).tolist()} tokens per row, the reference keeps "
-            f"{(want > 0).sum(-1).tolist()}")
-        assert torch.allclose(got, want, atol=1e-5), f"with k={k} the kept tokens are right but not renormalised"
+        _same_filtered(_as_probs(fn(logits.clone(), k), logits.shape, f"top_k={k}"), probs(logits, top_k=k),
+                       f"k={k}")
 
 
 def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
@@ -246,12 +250,8 @@ def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
         f"crosses p, not only those below it (you kept {(got > 0).sum().item()} tokens)")
     logits = _exercise_logits(3)
     for p in (0.1, 0.5, 0.9, 0.99):
-        got = _as_probs(fn(logits.clone(), p), logits.shape, f"top_p={p}")
-        want = probs(logits, top_p=p)
-        assert torch.equal(got > 0, want > 0), (
-            f"with p={p} you keep {(got > 0).sum(-1).tolist()} tokens per row, the reference keeps "
-            f"{(want > 0).sum(-1).tolist()}")
-        assert torch.allclose(got, want, atol=1e-5), f"with p={p} the kept tokens are right but not renormalised"
+        _same_filtered(_as_probs(fn(logits.clone(), p), logits.shape, f"top_p={p}"), probs(logits, top_p=p),
+                       f"p={p}")
 
 
 SAMPLER_SETTINGS = ((1.0, None, None), (0.5, None, None), (1.5, 3, None), (1.0, None, 0.7))
