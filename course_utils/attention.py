@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import GPT, GPTConfig
-from .plots import heatmap, show_token
+from .plots import heatmap, replace_figure, show_token
 from .train import train_step
 
 
@@ -463,10 +463,7 @@ class AttentionExplorer:
         return fig
 
     def _redraw(self, *_):
-        fig = self._figure()
-        with self.figure.batch_update():
-            self.figure.data[0].update(fig.data[0])
-            self.figure.layout.update(fig.layout)
+        replace_figure(self.figure, self._figure())
 
     def _new_text(self, change):
         try:
@@ -715,12 +712,7 @@ def snapshot_widget(runs: dict[str, "InductionRun"], title: str = "Induction hea
         redraw()
 
     def redraw(*_):
-        new = figure()
-        with fig.batch_update():
-            if not fig.data:
-                fig.add_trace(new.data[0])
-            fig.data[0].update(new.data[0])
-            fig.layout.update(new.layout)
+        replace_figure(fig, figure())
 
     model.observe(reset, "value")
     for w in (layer, head, step):

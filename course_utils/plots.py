@@ -49,6 +49,17 @@ def show_token(token: str) -> str:
     return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥") or "∅"
 
 
+def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
+    """Redraw a live ``FigureWidget`` in place with the traces and layout of a freshly built figure."""
+    with widget.batch_update():
+        for i, trace in enumerate(fig.data):
+            if i < len(widget.data):
+                widget.data[i].update(trace)
+            else:
+                widget.add_trace(trace)
+        widget.layout.update(fig.layout)
+
+
 def loss_curve(history: Sequence[dict], title: str = "Loss", x: str = "step",
                log_y: bool = False) -> go.Figure:
     """Train and validation loss from a ``course_utils.train.train`` history."""

@@ -113,7 +113,7 @@ BIT = "button[title$='(sign)'], button[title*=' bit ']"   # course_utils.numeric
 def test_bit_explorer_click_changes_value(course_notebook):
     run = course_notebook
     cell = run.cell_with(BIT)
-    assert cell.count() >= 1, f"{run.name}: no bit explorer (toggle buttons titled '<format> bit <i> (...)')"
+    assert cell.count() >= 1, f"{run.name}: no bit explorer (bit buttons titled '<format> bit <i> (...)')"
     cell = cell.first
     number = run.text_input(r"^number$", cell).first
     start = number.input_value()
