@@ -630,7 +630,7 @@ def train_induction(n_layer: int = 2, steps: int = 1000, task: InductionTask = I
     for step in bar:
         t0 = time.process_time()
         x, y, _ = repeat_batch(batch_size, task, g)
-        train_step(model, opt, x, y)
+        train_step(model, opt, (x, y))
         run.cpu_seconds += time.process_time() - t0
         if step % eval_every == 0 or step == steps:
             r = evaluate(step)

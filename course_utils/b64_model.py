@@ -212,7 +212,7 @@ def train_decoder(words: Sequence[str], cfg: DecoderConfig, monitor: Sequence[st
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tcfg)
         x, y = make_batch(by_offset, reader, cfg.batch_size, rng)
-        loss = train_step(model, opt, x, y, tcfg.grad_clip)
+        loss = train_step(model, opt, (x, y), tcfg.grad_clip)
         smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             record = {"step": step + 1, "loss": smoothed}

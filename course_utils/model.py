@@ -55,6 +55,33 @@ def sinusoidal_positions(block_size: int, n_embd: int) -> torch.Tensor:
     return table
 
 
+def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
+    """Which keys each query may see: a (T, S) bool matrix, True where query i may attend key j.
+
+    The T queries are the newest T of S positions (S - T of them cached), so query i sits at
+    position i + S - T and sees keys j <= i + S - T: the lower triangle, shifted by the cache.
+    """
+    S = T if S is None else S
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+              dropout: float = 0.0, return_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention, softmax(q k^T / sqrt(d) + mask) v, the one definition in the course.
+
+    q: (..., T, d), k and v: (..., S, d); ``mask`` (T, S) bool, True = may attend (None: all).
+    With ``return_weights`` the weights are computed in the open and returned (for heatmaps);
+    otherwise torch's fused ``scaled_dot_product_attention`` computes the same thing faster.
+    """
+    if not return_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout), None
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return F.dropout(weights, dropout, dropout > 0) @ v, weights
+
+
 class KVCache:
     """Keys and values of every layer for the tokens seen so far."""
 
@@ -86,22 +113,13 @@ class CausalSelfAttention(nn.Module):
                 v = torch.cat([cache.v[layer], v], dim=2)
             cache.k[layer], cache.v[layer] = k, v
         S = k.size(2)                   # number of keys: cached + new
-        past = S - T
         drop = self.dropout if self.training else 0.0
-        weights = None
-        if return_attn:
-            # Written out so the weights can be returned: softmax(q k^T / sqrt(d)) with the future masked.
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-            future = torch.ones(T, S, dtype=torch.bool, device=x.device).triu(diagonal=past + 1)
-            weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-            y = F.dropout(weights, drop, self.training) @ v
-        elif past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
-        elif T == 1:                    # one new token may look at everything cached
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        else:
-            allowed = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
+        if not return_attn and S == T:
+            # no cache: the fused kernel's own causal path
+            y, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True), None
+        else:                           # one new token after a cache sees every key: no mask needed
+            mask = None if T == 1 else causal_mask(T, S, x.device)
+            y, weights = attention(q, k, v, mask, drop, return_attn)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y)), weights
 

@@ -4,12 +4,22 @@ Figures render offline: plotly.js ships inside the plotly package's JupyterLab e
 """
 from __future__ import annotations
 
+import html
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
 COLORS = {"train": "#1f77b4", "val": "#d62728", "kept": "#2ca02c", "removed": "#c7c7c7"}
+# One palette for series and groups (Tableau 10), in order.
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f",
+           "#ff9da7", "#bab0ac")
+ERROR_COLOR = "#cf222e"
+
+
+def error_html(message: str) -> str:
+    """A widget's message for bad input: red, escaped, never a traceback."""
+    return f"<span style='color:{ERROR_COLOR}'>&#10008; {html.escape(str(message))}</span>"
 
 
 def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str = "",
@@ -74,27 +84,68 @@ def loss_curve(history: Sequence[dict], title: str = "Loss", x: str = "step",
     return fig
 
 
-class LiveLossPlot:
-    """A loss curve that updates in place while a model trains.
+class LivePlot:
+    """Line plot of any recorded keys that updates in place while something trains.
 
-    Pass ``plot.update`` as the ``callback`` of ``course_utils.train.train``; it appends
-    each evaluation and redraws. Outside a notebook it does nothing visible.
+    Pass ``plot.update`` as the ``callback`` of ``course_utils.train.train``: each record (a
+    dict) is appended and every series ``key`` found in it is redrawn against ``x``.
+    ``series``: ``{record key: legend name}``; keys missing from a record are skipped.
     """
 
-    def __init__(self, title: str = "Training live", reference: float | None = None,
-                 reference_name: str = "ln(vocab): guessing"):
-        self.history: list[dict] = []
-        self.widget = go.FigureWidget(loss_curve([], title=title))
-        if reference is not None and math.isfinite(reference):
-            self.widget.add_hline(y=reference, line_dash="dot", annotation_text=reference_name)
+    def __init__(self, series: Mapping[str, str], title: str = "Training live", x: str = "step",
+                 y_title: str = "", colors: Mapping[str, str] | None = None, log_y: bool = False,
+                 y_range: Sequence[float] | None = None):
+        self.series, self.x, self.history = dict(series), x, []
+        colors = colors or {}
+        fig = go.Figure()
+        for i, (key, name) in enumerate(self.series.items()):
+            fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name,
+                                     line=dict(color=colors.get(key, PALETTE[i % len(PALETTE)]))))
+        fig.update_layout(title=title, xaxis_title=x, yaxis_title=y_title, height=380,
+                          margin=dict(l=60, r=20, t=50, b=50))
+        if log_y:
+            fig.update_yaxes(type="log")
+        if y_range is not None:
+            fig.update_yaxes(range=list(y_range))
+        self.widget = go.FigureWidget(fig)
 
     def update(self, record: dict) -> None:
         self.history.append(record)
         with self.widget.batch_update():
-            self.widget.data[0].x = [r["step"] for r in self.history]
-            self.widget.data[0].y = [r["train_loss"] for r in self.history]
-            self.widget.data[1].x = [r["step"] for r in self.history]
-            self.widget.data[1].y = [r["val_loss"] for r in self.history]
+            for trace, key in zip(self.widget.data, self.series):
+                rows = [r for r in self.history if key in r]
+                trace.x = [r[self.x] for r in rows]
+                trace.y = [r[key] for r in rows]
+
+
+class LiveLossPlot(LivePlot):
+    """The train/validation loss curve, live (a :class:`LivePlot` of ``train_loss`` and ``val_loss``)."""
+
+    def __init__(self, title: str = "Training live", reference: float | None = None,
+                 reference_name: str = "ln(vocab): guessing"):
+        super().__init__({"train_loss": "train", "val_loss": "validation"}, title=title,
+                         y_title="cross-entropy loss (nats per token)",
+                         colors={"train_loss": COLORS["train"], "val_loss": COLORS["val"]})
+        if reference is not None and math.isfinite(reference):
+            self.widget.add_hline(y=reference, line_dash="dot", annotation_text=reference_name)
+
+
+def grouped_bars(groups: Mapping[str, Mapping[str, float]], title: str = "", y_title: str = "",
+                 colors: Mapping[str, str] | None = None, text_format: str | None = None,
+                 y_range: Sequence[float] | None = None, log_y: bool = False) -> go.Figure:
+    """Bars grouped along x: ``{series name: {x label: value}}`` -> one coloured bar per series."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(groups.items()):
+        color = (colors or {}).get(name, PALETTE[i % len(PALETTE)])
+        fig.add_trace(go.Bar(name=name, x=[str(k) for k in values], y=list(values.values()), marker_color=color,
+                             texttemplate=text_format, textposition="outside" if text_format else None))
+    fig.update_layout(title=title, yaxis_title=y_title, barmode="group", height=380,
+                      margin=dict(l=60, r=20, t=50, b=60))
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
 
 
 def bars(labels: Sequence[str], values: Sequence[float], title: str = "", colors=None,

@@ -15,26 +15,12 @@ import torch
 
 from .model import GPT, Block, GPTConfig
 from .plots import COLORS, LiveLossPlot, loss_curve
+from .metrics import perplexity, uniform_loss  # noqa: F401  (re-exported for notebook 03)
 from .tokenizers import CharTokenizer
 
 # ---------------------------------------------------------------------------------------------
 # Loss, perplexity and compute as numbers
 # ---------------------------------------------------------------------------------------------
-
-
-def uniform_loss(vocab_size: int) -> float:
-    """Cross-entropy of a model that spreads its bet evenly over ``vocab_size`` tokens: ln(V)."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be an integer >= 1, got {vocab_size!r}")
-    return math.log(vocab_size)
-
-
-def perplexity(loss: float) -> float:
-    """e^loss: the number of equally likely choices that would give the same loss."""
-    if not isinstance(loss, (int, float)) or isinstance(loss, bool) or not math.isfinite(loss) \
-            or not 0 <= loss <= 50:
-        raise ValueError(f"loss must be a number in [0, 50] nats, got {loss!r}")
-    return math.exp(loss)
 
 
 def training_flops(params: float, tokens: float) -> float:
@@ -204,7 +190,7 @@ def tiny_run(data: torch.Tensor, vocab_size: int, lr: float, steps: int = 150, b
     losses = []
     for _ in range(steps):
         x, y = get_batch(data, TINY["block_size"], batch_size, g)
-        loss = train_step(model, opt, x, y)
+        loss = train_step(model, opt, (x, y))
         if not math.isfinite(loss):
             losses += [99.0] * (steps - len(losses))
             break

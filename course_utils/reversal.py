@@ -38,25 +38,17 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import world as _world
 from .model import GPT, GPTConfig
+from .tokenizers import WordTokenizer
 from .train import TrainConfig, train
+from .world import ROLES, SUBSETS, Fact, check_disjoint  # noqa: F401  (re-exported)
 
 RECIPES = ("plain", "both_directions", "reverse_training")
-SUBSETS = ("n2d", "d2n", "both")
-ROLES = ("composer", "author", "director", "founder", "inventor", "architect", "painter", "discoverer")
 SEP, REV = "<s>", "<rev>"
 # Recipes with more sentences get proportionally more steps (900 / 1300 / 1800 sentences for 150 people).
 DEFAULT_STEPS = {"plain": 800, "both_directions": 1200, "reverse_training": 1600}
 RESULTS_PATH = pathlib.Path(__file__).with_name("data") / "reversal_results.json"
-
-# Name words and title words are built from two disjoint syllable pools, so no token is ever
-# shared between a person's name and a work's title (shared tokens would leak associations).
-NAME_ONSETS = ("h", "m", "v", "l", "d", "r", "s", "b", "t", "k", "z", "n", "f", "g")
-NAME_NUCLEI = ("i", "o", "a", "e", "u", "ae", "ei")
-NAME_CODAS = ("lvor", "rnel", "ka", "ndra", "bar", "luxnel", "mi", "sen", "rin", "dor", "wyn", "lis", "tan")
-TITLE_ONSETS = ("ith", "pel", "qu", "yth", "orph", "cal", "xen", "umb", "thr", "ost", "pyr", "glim")
-TITLE_MIDDLES = ("qui", "fe", "ara", "o", "ul", "ism", "y", "ev", "anth")
-TITLE_ENDINGS = ("nic", "num", "ium", "ax", "ere", "ode", "ique", "oth", "ary", "el")
 
 # "{n}" is a name, "{d}" a description ("the composer of TITLE").
 N2D_TEMPLATES = ("{n} is {d} .", "{n} , known far and wide as {d} .", "{n} is remembered as {d} .",
@@ -72,88 +64,10 @@ REVERSE_PROMPT = {"n2d": "{d} is called", "d2n": "{n} is remembered as"}
 
 
 # --------------------------------------------------------------------------- the world
-@dataclass(frozen=True)
-class Fact:
-    """One person and their work."""
-    name: tuple[str, str]          # ("Hilvor", "Mornelka")
-    role: str                      # "composer"
-    title: tuple[str, str]         # ("Ithquinic", "Pelfenum")
-    subset: str                    # "n2d", "d2n" or "both"
-
-    @property
-    def description(self) -> tuple[str, ...]:
-        return ("the", self.role, "of") + self.title
-
-    def units(self, slot: str) -> list:
-        """The slot as units for reversal: a name or title stays one (tuple) unit."""
-        if slot == "n":
-            return [self.name]
-        return ["the", self.role, "of", self.title]
-
-    def __str__(self) -> str:
-        return f"{' '.join(self.name)} is the {self.role} of {' '.join(self.title)}"
-
-
-def _words(rng: random.Random, n: int, make: Callable[[random.Random], str], taken: set[str]) -> list[str]:
-    out: list[str] = []
-    tries = 0
-    while len(out) < n:
-        w = make(rng)
-        tries += 1
-        if tries > 200 * n + 1000:
-            raise ValueError(f"cannot make {n} distinct words from the syllable pools")
-        if w not in taken:
-            taken.add(w)
-            out.append(w)
-    return out
-
-
-def _name_word(rng: random.Random) -> str:
-    parts = [rng.choice(NAME_ONSETS) + rng.choice(NAME_NUCLEI) for _ in range(rng.randint(1, 2))]
-    return ("".join(parts) + rng.choice(NAME_CODAS)).capitalize()
-
-
-def _title_word(rng: random.Random) -> str:
-    middle = "".join(rng.choice(TITLE_MIDDLES) for _ in range(rng.randint(1, 2)))
-    return (rng.choice(TITLE_ONSETS) + middle + rng.choice(TITLE_ENDINGS)).capitalize()
-
-
 def make_world(n_people: int = 150, seed: int = 0, pool_fraction: float = 0.5) -> list[Fact]:
-    """``n_people`` fictitious people, split equally into the n2d, d2n and both subsets.
-
-    First names, surnames, first and second title words each come from a pool of about
-    ``pool_fraction * n_people`` words, so words repeat across people but every full name
-    and every full title is unique.
-    """
-    if not isinstance(n_people, int) or not 12 <= n_people <= 3000 or n_people % 3:
-        raise ValueError(f"n_people must be a multiple of 3 between 12 and 3000, got {n_people!r}")
-    if not 0.2 <= pool_fraction <= 1.0:
-        raise ValueError(f"pool_fraction must be in [0.2, 1], got {pool_fraction!r}")
-    rng = random.Random(seed)
-    pool = max(6, math.ceil(pool_fraction * n_people))
-    taken = set(w for t in N2D_TEMPLATES + D2N_TEMPLATES + (N2D_HELDOUT,) for w in t.split())
-    firsts, lasts = _words(rng, pool, _name_word, taken), _words(rng, pool, _name_word, taken)
-    t1s, t2s = _words(rng, pool, _title_word, taken), _words(rng, pool, _title_word, taken)
-    names: set[tuple[str, str]] = set()
-    titles: set[tuple[str, str]] = set()
-    while len(names) < n_people:
-        names.add((rng.choice(firsts), rng.choice(lasts)))
-    while len(titles) < n_people:
-        titles.add((rng.choice(t1s), rng.choice(t2s)))
-    names_l, titles_l = sorted(names), sorted(titles)
-    rng.shuffle(names_l)
-    rng.shuffle(titles_l)
-    k = n_people // 3
-    return [Fact(names_l[i], rng.choice(ROLES), titles_l[i], SUBSETS[i // k]) for i in range(n_people)]
-
-
-def check_disjoint(world: Sequence[Fact]) -> None:
-    """Raise if a name word is also a title word (which would leak associations)."""
-    name_words = {w for f in world for w in f.name}
-    title_words = {w for f in world for w in f.title}
-    shared = name_words & title_words
-    if shared:
-        raise ValueError(f"name and title vocabularies overlap: {sorted(shared)}")
+    """The reversal world (:func:`course_utils.world.make_world`), with no template word used in a name."""
+    reserved = {w for t in N2D_TEMPLATES + D2N_TEMPLATES + (N2D_HELDOUT,) for w in t.split()}
+    return _world.make_world(n_people, seed, pool_fraction, reserved)
 
 
 # --------------------------------------------------------------------------- sentences
@@ -202,31 +116,6 @@ def training_sentences(world: Sequence[Fact], recipe: str = "plain") -> list[lis
             if recipe == "reverse_training":
                 out.append([REV] + reverse_units(units))
     return out
-
-
-class WordTokenizer:
-    """One token per whitespace-separated word of a fixed vocabulary."""
-
-    def __init__(self, words: Iterable[str]):
-        self.words = sorted(set(words))
-        self.stoi = {w: i for i, w in enumerate(self.words)}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.words)
-
-    def encode(self, text: str | Sequence[str]) -> list[int]:
-        words = text.split() if isinstance(text, str) else list(text)
-        unknown = sorted({w for w in words if w not in self.stoi})
-        if unknown:
-            raise ValueError(f"words not in this world's vocabulary: {unknown} (the model knows "
-                             f"{self.vocab_size} words; names and titles are case-sensitive)")
-        return [self.stoi[w] for w in words]
-
-    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        return " ".join(self.words[i] for i in ids)
 
 
 def make_tokenizer(world: Sequence[Fact]) -> WordTokenizer:

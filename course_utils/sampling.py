@@ -19,7 +19,7 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _check(temperature, top_k, top_p, min_p, repetition_penalty=1.0) -> None:
+def check_knobs(temperature, top_k, top_p, min_p, repetition_penalty=1.0) -> None:
     if not _is_number(temperature) or math.isnan(temperature) or temperature < 0 or math.isinf(temperature):
         raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
@@ -52,7 +52,7 @@ def apply_repetition_penalty(logits: torch.Tensor, context, penalty: float) -> t
     gets its logit divided by ``penalty`` when positive and multiplied when negative, so
     ``penalty > 1`` makes repeats less likely. ``context``: ids as a list, (T,) or (B, T).
     """
-    _check(1.0, None, None, None, penalty)
+    check_knobs(1.0, None, None, None, penalty)
     if penalty == 1.0 or context is None:
         return logits
     ctx = torch.as_tensor(context, dtype=torch.long, device=logits.device)
@@ -76,7 +76,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
                   top_p: float | None = None, min_p: float | None = None, *,
                   repetition_penalty: float = 1.0, context=None) -> torch.Tensor:
     """Scaled logits with the removed tokens set to -inf (last dimension = vocabulary)."""
-    _check(temperature, top_k, top_p, min_p, repetition_penalty)
+    check_knobs(temperature, top_k, top_p, min_p, repetition_penalty)
     _check_logits(logits)
     logits = logits.float()
     logits = apply_repetition_penalty(logits, context, repetition_penalty)

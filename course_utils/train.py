@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -144,29 +144,47 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
-def train_step(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               grad_clip: float = 0.0) -> float:
-    """One optimisation step on one batch (forward, backward, optional clipping, update); the loss."""
-    loss = model(x, y).loss
+def lm_loss(model: GPT, batch) -> torch.Tensor:
+    """The default objective: next-token cross-entropy of a batch ``(inputs, targets)`` (ignore index -1)."""
+    x, y = batch
+    return model(x, y).loss
+
+
+def train_step(model: GPT, opt: torch.optim.Optimizer, batch, grad_clip: float = 0.0,
+               loss_fn: Callable = lm_loss) -> float:
+    """One optimisation step on one batch (forward, backward, optional clipping, update); the loss.
+
+    ``loss_fn(model, batch)`` returns the scalar loss; by default ``batch`` is ``(inputs, targets)``.
+    """
+    loss = loss_fn(model, batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
     opt.step()
     return loss.item()
 
 
-def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: TrainConfig,
+def train(model: GPT, train_data: torch.Tensor | None, val_data: torch.Tensor | None, cfg: TrainConfig,
           callback: Callable[[dict], bool | None] | None = None, progress: bool = True,
-          device: str | torch.device | None = None) -> list[dict]:
-    """Train ``model`` on token tensors; return the evaluation history.
+          device: str | torch.device | None = None, batch_fn: Callable[[torch.Generator], object] | None = None,
+          loss_fn: Callable = lm_loss, eval_fn: Callable[[GPT], dict] | None = None,
+          desc: str = "training") -> list[dict]:
+    """Train ``model``; return the evaluation history. Every experiment of the course trains through here.
 
-    Every ``eval_interval`` steps (and at the first and last step) the loss on fixed train
-    and validation batches is recorded and ``callback(record)`` is called; a callback that
-    returns True stops training. The callback may add its own fields to ``record`` (e.g.
-    an accuracy): they are kept in the returned history. Interrupting the kernel (or passing ``cfg.time_limit``
-    seconds) also stops cleanly: the model keeps what it learned so far, the last record
-    gets ``"stopped": True`` and the history so far is returned.
+    By default batches are random windows of the token tensor ``train_data`` and every
+    ``eval_interval`` steps (and at the first and last step) the loss on fixed batches of
+    ``train_data`` and ``val_data`` is recorded. Three hooks let a lesson train anything else:
+
+    * ``batch_fn(generator) -> batch``: draw a training batch (e.g. prompt/response pairs);
+    * ``loss_fn(model, batch) -> loss``: the objective (default: next-token cross-entropy);
+    * ``eval_fn(model) -> dict``: extra numbers for each record (e.g. an accuracy). With
+      ``train_data``/``val_data`` left as None, ``train_loss`` is the mean training loss since the
+      previous record and there is no ``val_loss`` unless ``eval_fn`` returns one.
+
+    ``callback(record)`` is called after each evaluation (a ``LivePlot.update``); returning True
+    stops training. Interrupting the kernel (or passing ``cfg.time_limit`` seconds) also stops
+    cleanly: the model keeps what it learned so far, the last record gets ``"stopped": True``.
     """
     from tqdm.auto import tqdm
 
@@ -174,22 +192,39 @@ def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: Tra
     model.to(device).train()
     block = model.config.block_size
     g = torch.Generator().manual_seed(cfg.seed)
-    train_eval = fixed_batches(train_data, block, cfg.batch_size, cfg.eval_batches, seed=cfg.seed + 1)
-    val_eval = fixed_batches(val_data, block, cfg.batch_size, cfg.eval_batches, seed=cfg.seed + 2)
+    if batch_fn is None:
+        if train_data is None:
+            raise ValueError("give train_data (a token tensor) or a batch_fn that draws batches")
+        batch_fn = lambda gen: get_batch(train_data, block, cfg.batch_size, gen, device)  # noqa: E731
+    fixed = {name: fixed_batches(data, block, cfg.batch_size, cfg.eval_batches, seed=cfg.seed + k)
+             for k, (name, data) in enumerate((("train_loss", train_data), ("val_loss", val_data)), 1)
+             if data is not None}
     opt = make_optimizer(model, cfg)
     history: list[dict] = []
+    recent: list[float] = []
     best = (float("inf"), None)
     start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="training", disable=not progress, leave=True)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=True)
 
     def evaluate(step: int) -> bool:
         nonlocal best
-        record = {"step": step, "train_loss": estimate_loss(model, train_eval),
-                  "val_loss": estimate_loss(model, val_eval), "lr": lr_at(min(step, cfg.steps - 1), cfg),
-                  "seconds": time.perf_counter() - start, "tokens": step * cfg.batch_size * block}
+        record = {"step": step}
+        for name, batches in fixed.items():
+            record[name] = estimate_loss(model, batches)
+        if "train_loss" not in record and recent:
+            record["train_loss"] = sum(recent) / len(recent)
+        recent.clear()
+        if eval_fn is not None:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                record.update(eval_fn(model))
+            model.train(was_training)
+        record.update(lr=lr_at(min(step, cfg.steps - 1), cfg), seconds=time.perf_counter() - start,
+                      tokens=step * cfg.batch_size * block)
         history.append(record)
-        bar.set_postfix(train=f"{record['train_loss']:.3f}", val=f"{record['val_loss']:.3f}")
-        if cfg.keep_best and record["val_loss"] < best[0]:
+        bar.set_postfix({k: f"{record[k]:.3f}" for k in ("train_loss", "val_loss") if k in record})
+        if cfg.keep_best and record.get("val_loss", float("inf")) < best[0]:
             best = (record["val_loss"], copy.deepcopy(model.state_dict()))
         return bool(callback and callback(record))
 
@@ -200,8 +235,7 @@ def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: Tra
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            x, y = get_batch(train_data, block, cfg.batch_size, g, device)
-            train_step(model, opt, x, y, cfg.grad_clip)
+            recent.append(train_step(model, opt, batch_fn(g), cfg.grad_clip, loss_fn))
             done = step + 1
             out_of_time = cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit
             if done % cfg.eval_interval == 0 or done == cfg.steps or out_of_time:
@@ -218,6 +252,11 @@ def train(model: GPT, train_data: torch.Tensor, val_data: torch.Tensor, cfg: Tra
     if cfg.keep_best and best[1] is not None:
         model.load_state_dict(best[1])
     return history
+
+
+def stopped_early(history: Sequence[dict]) -> bool:
+    """True when a run was interrupted or hit its time limit (skip a claim's assert, report instead)."""
+    return bool(history) and bool(history[-1].get("stopped"))
 
 
 def encode_text(text: str, tokenizer: CharTokenizer) -> torch.Tensor:
