@@ -20,7 +20,8 @@ import time
 import torch
 
 import course_utils
-from course_utils import sampling_lab as L
+from course_utils import lm
+from course_utils.lessons import sampling as lab
 
 
 def pct(values, q):
@@ -28,7 +29,7 @@ def pct(values, q):
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-def slider_benchmark(surgeon: L.DistributionSurgeon, model: str, changes: int, rng: random.Random):
+def slider_benchmark(surgeon: lab.DistributionSurgeon, model: str, changes: int, rng: random.Random):
     surgeon.model_choice.value = model
     surgeon.refresh()                               # the forward pass for this prompt happens (and is cached) here
     sliders = {surgeon.temperature: lambda: round(rng.uniform(0, 2) / 0.05) * 0.05,
@@ -57,9 +58,9 @@ def main():
     args = parser.parse_args()
     course_utils.setup(quiet=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    models = L.load_models()
+    models = lm.load_models()
     names = list(models)
-    surgeon = L.DistributionSurgeon(models, {names[0]: "ROMEO:\nWhat light through yonder ",
+    surgeon = lab.DistributionSurgeon(models, {names[0]: "ROMEO:\nWhat light through yonder ",
                                              names[1]: "The capital of France is"})
     rng = random.Random(0)
     print(f"\n1) slider change -> re-filter + chart rebuild (target p95 <= 50 ms), {args.changes} changes per model")
@@ -71,11 +72,11 @@ def main():
 
     smol = models[names[1]]
     print(f"\n2) {args.tokens}-token SmolLM2 continuation with the KV cache (target <= 3 s)")
-    smol.generate("The capital of France is", 5, L.GREEDY)             # warm-up
+    smol.generate("The capital of France is", 5, lm.GREEDY)             # warm-up
     cpu, wall = [], []
     for i in range(args.repeats):
         c, w = time.process_time(), time.perf_counter()
-        smol.generate("The capital of France is", args.tokens, L.Knobs(temperature=0.8, top_p=0.95), seed=i)
+        smol.generate("The capital of France is", args.tokens, lm.Knobs(temperature=0.8, top_p=0.95), seed=i)
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - w)
     weights = sum(p.numel() * p.element_size() for p in smol.model.parameters()) / 1e6

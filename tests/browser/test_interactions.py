@@ -9,7 +9,7 @@ import re
 import pytest
 
 # --------------------------------------------------------------------------- 04 sampling
-SURGEON = r"^Distribution surgeon"          # course_utils.sampling_lab.SURGEON_TITLE
+SURGEON = r"^Distribution surgeon"          # course_utils.lessons.sampling.SURGEON_TITLE
 
 
 def _kept(run, cell) -> int:

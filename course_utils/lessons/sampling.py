@@ -1,23 +1,25 @@
-"""Notebook 04's lab bench for the sampling knobs.
+"""Companion of notebook 04 (sampling knobs): its widget, figures, experiments and exercise checkers.
 
-* :class:`LanguageModel`: one interface over the course's character GPT and SmolLM2
-  (encode, decode, cached next-token logits, seeded batched generation with a KV cache).
+The models come through the core adapter :mod:`course_utils.lm`; the knobs themselves are
+:mod:`course_utils.sampling`.
+
 * :class:`DistributionSurgeon`: the slider widget (temperature, top-k, top-p, min-p,
   repetition penalty) over a plotly bar chart of the next-token distribution.
 * The float experiments behind "temperature 0 is not deterministic" and the figures.
+* Text-quality measures (distinct-n, repeated n-grams, non-words, Spearman) and the checkers.
 """
 from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import plotly.graph_objects as go
 import torch
 
-from . import sampling
-from .lm import GREEDY, CourseGPT, Generation, HFModel, Knobs, LanguageModel, load_models  # noqa: F401
-from .plots import COLORS, show_token
+from .. import sampling
+from ..lm import Knobs, LanguageModel
+from ..plots import COLORS
 
 
 # ------------------------------------------------------------- text metrics
@@ -26,7 +28,7 @@ _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
 def shakespeare_words() -> frozenset[str]:
     """Every lower-cased word of the full Shakespeare corpus (the yardstick for gibberish)."""
-    from .assets import shakespeare
+    from ..assets import shakespeare
     return frozenset(w.lower() for w in _WORD.findall(shakespeare("full")))
 
 
@@ -286,3 +288,144 @@ def batch_dependence(ks=(256, 1024, 4096), batch_sizes=(1, 2, 3, 4, 8, 16, 32, 6
             diff[i, j] = (first - alone).abs().max()
             rerun[i, j] = (first - again).abs().max()
     return diff, rerun
+
+
+def _ngrams(tokens: Sequence, n: int) -> list[tuple]:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    tokens = list(tokens)
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(tokens: Sequence, n: int) -> float:
+    """Unique n-grams / all n-grams (Li et al. 2016): 1 = nothing repeats, near 0 = a loop.
+
+    ``tokens``: a string (characters) or a list of token ids. Texts shorter than n give 1.0.
+    """
+    grams = _ngrams(tokens, n)
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def repeated_ngram_share(tokens: Sequence, n: int) -> float:
+    """Share of positions covered by an n-gram that occurs at least twice in the text.
+
+    0 = no n-gram repeats; 1 = the whole text is made of repeated n-grams (a loop).
+    """
+    grams = _ngrams(tokens, n)
+    if not grams:
+        return 0.0
+    counts: dict[tuple, int] = {}
+    for g in grams:
+        counts[g] = counts.get(g, 0) + 1
+    covered = [False] * len(list(tokens))
+    for i, g in enumerate(grams):
+        if counts[g] > 1:
+            for j in range(i, i + n):
+                covered[j] = True
+    return sum(covered) / len(covered)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    import numpy as np
+
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = v.argsort(kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for value in np.unique(v):            # average the ranks of ties
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"need two sequences of equal length >= 3, got {len(x)} and {len(y)}")
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+# ------------------------------------------------------ exercise checkers
+def _exercise_logits(seed: int = 0, rows: int = 6, vocab: int = 50) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, vocab, generator=g) * torch.linspace(0.5, 4.0, rows)[:, None]
+
+
+def _as_probs(out, shape, what: str) -> torch.Tensor:
+    assert torch.is_tensor(out), f"{what} should return a tensor, got {type(out).__name__}"
+    assert tuple(out.shape) == tuple(shape), f"{what} should keep the shape {tuple(shape)}, got {tuple(out.shape)}"
+    out = out.detach().float()
+    assert not torch.isnan(out).any(), f"{what} returned NaN"
+    assert torch.allclose(out.sum(-1), torch.ones(out.shape[:-1]), atol=1e-4), \
+        f"{what} should return probabilities that sum to 1 (got sums like {out.sum(-1)[0].item():.4f})"
+    return out
+
+
+def check_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
+    """``fn(logits, temperature) -> probabilities`` for temperature > 0, compared exactly."""
+    logits = _exercise_logits(1)
+    for t in (0.3, 1.0, 2.5):
+        got = _as_probs(fn(logits.clone(), t), logits.shape, f"temperature={t}")
+        want = sampling.probs(logits, temperature=t)
+        assert torch.allclose(got, want, atol=1e-5), (
+            f"at temperature {t} the probabilities differ from the reference by up to "
+            f"{(got - want).abs().max().item():.3g}: divide the logits by the temperature, then softmax")
+
+
+def _same_filtered(got: torch.Tensor, want: torch.Tensor, setting: str) -> None:
+    """The student's filtered distribution keeps exactly the reference's tokens, renormalised."""
+    assert torch.equal(got > 0, want > 0), (
+        f"with {setting} you keep {(got > 0).sum(-1).tolist()} tokens per row, the reference keeps "
+        f"{(want > 0).sum(-1).tolist()}")
+    assert torch.allclose(got, want, atol=1e-5), f"with {setting} the kept tokens are right but not renormalised"
+
+
+def check_top_k(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """``fn(logits, k) -> probabilities`` keeping the k most likely tokens, compared exactly."""
+    logits = _exercise_logits(2)
+    for k in (1, 5, 20, 50):
+        _same_filtered(_as_probs(fn(logits.clone(), k), logits.shape, f"top_k={k}"), sampling.probs(logits, top_k=k),
+                       f"k={k}")
+
+
+def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
+    """``fn(logits, p) -> probabilities`` of the nucleus (crossing token kept), compared exactly."""
+    handmade = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    got = _as_probs(fn(handmade.clone(), 0.6), handmade.shape, "top_p=0.6")
+    assert (got > 0).sum().item() == 2, (
+        "for probabilities [0.5, 0.3, 0.15, 0.05] and p=0.6 the nucleus is {0.5, 0.3}: keep the token that "
+        f"crosses p, not only those below it (you kept {(got > 0).sum().item()} tokens)")
+    logits = _exercise_logits(3)
+    for p in (0.1, 0.5, 0.9, 0.99):
+        _same_filtered(_as_probs(fn(logits.clone(), p), logits.shape, f"top_p={p}"), sampling.probs(logits, top_p=p),
+                       f"p={p}")
+
+
+SAMPLER_SETTINGS = ((1.0, None, None), (0.5, None, None), (1.5, 3, None), (1.0, None, 0.7))
+
+
+def check_sampler(fn: Callable[..., int], draws: int = 2500, tolerance: float = 0.04) -> None:
+    """``fn(logits, temperature, top_k, top_p, generator) -> token id``, checked statistically.
+
+    Draws ``draws`` tokens per setting; every frequency must be within ``tolerance`` of the
+    reference probability (about 4 standard errors) and removed tokens must never appear.
+    """
+    logits = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0])
+    g = torch.Generator().manual_seed(1234)
+    for t, k, p in SAMPLER_SETTINGS:
+        want = sampling.probs(logits, temperature=t, top_k=k, top_p=p)
+        counts = torch.zeros_like(want)
+        for _ in range(draws):
+            tok = fn(logits.clone(), t, k, p, g)
+            tok = int(tok.item() if torch.is_tensor(tok) else tok)
+            assert 0 <= tok < len(logits), f"token id {tok} is outside 0..{len(logits) - 1}"
+            counts[tok] += 1
+        freq = counts / draws
+        label = f"temperature={t}, top_k={k}, top_p={p}"
+        banned = (want == 0) & (counts > 0)
+        assert not banned.any(), f"with {label} you drew token(s) {banned.nonzero().flatten().tolist()}, which the filters remove"
+        worst = (freq - want).abs().max().item()
+        assert worst <= tolerance, (
+            f"with {label} the frequencies {[round(f, 3) for f in freq.tolist()]} are up to {worst:.3f} away "
+            f"from the probabilities {[round(f, 3) for f in want.tolist()]}")
