@@ -1,5 +1,5 @@
-"""BPETokenizer against tiktoken (the reference), training against a naive BPE, and the
-notebook-01 helpers in course_utils.tokenviz."""
+"""BPETokenizer against tiktoken (the reference), training against the naive BPE reference,
+the fixed vocabularies, and the any-tokenizer adapter (token pieces)."""
 from __future__ import annotations
 
 import collections
@@ -9,9 +9,11 @@ import unicodedata
 import pytest
 import regex
 
-from course_utils import tokenviz as tv
+from course_utils.lessons.tokenization import UDHR_ARTICLE_1
 from course_utils.assets import get_encoding, shakespeare
-from course_utils.tokenizers import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, CharTokenizer, merge_pair
+from course_utils.tokenizers import (GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, CharTokenizer, WordTokenizer,
+                                     count_tokens, piece_label, token_pieces)
+from course_utils.tokenizers.bpe import naive_train
 
 NAMES = ("gpt2", "cl100k_base", "o200k_base")
 
@@ -30,7 +32,7 @@ VARIED = [
     "https://example.com/path?query=1&b=2 #hashtag @user 100% $5.99 C++ x->y a||b",
     "x" * 300 + " " * 200 + "!?" * 150 + "1234567890" * 20,
     "\u00a0non-breaking\u2009thin\u3000ideographic\u2028line\u0085next\x0bvt\x0cff",
-] + list(tv.UDHR_ARTICLE_1.values())
+] + list(UDHR_ARTICLE_1.values())
 
 
 @pytest.fixture(scope="module")
@@ -127,30 +129,6 @@ def _loop_merge(tok, piece: bytes) -> list[int]:
 def test_lone_surrogates_are_replaced_like_tiktoken(pairs):
     ours, ref = pairs["cl100k_base"]
     assert ours.encode("a\ud800b") == ref.encode("a\ud800b")
-
-
-# ---------------------------------------------------------------------------
-# training
-# ---------------------------------------------------------------------------
-def naive_train(text: str, vocab_size: int, pattern: str = GPT4_PATTERN) -> list[tuple[int, int, int]]:
-    """The textbook algorithm: recount every pair after every merge (slow, obviously right)."""
-    chunks = [list(c.encode("utf-8")) for c in regex.findall(pattern, text)]
-    vocab = {i: bytes([i]) for i in range(256)}
-    merges = []
-    while len(vocab) < vocab_size:
-        stats = collections.Counter(p for c in chunks for p in zip(c, c[1:]))
-        if not stats:
-            break
-        top = max(stats.values())
-        pair = min(p for p, n in stats.items() if n == top)      # same tie-break as the course trainer
-        merged = vocab[pair[0]] + vocab[pair[1]]
-        new = next((i for i, b in vocab.items() if b == merged), None)
-        if new is None:
-            new = len(vocab)
-            vocab[new] = merged
-        merges.append((pair[0], pair[1], new))
-        chunks = [merge_pair(c, pair, new) for c in chunks]
-    return merges
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -250,8 +228,19 @@ def test_char_tokenizer_unchanged():
 
 
 # ---------------------------------------------------------------------------
-# tokenviz helpers and exercise checkers
+# fixed vocabularies and the any-tokenizer adapter
 # ---------------------------------------------------------------------------
+def test_word_tokenizer_shares_the_vocabulary_base():
+    tok = WordTokenizer("the cat sat on the mat".split())
+    assert tok.vocab_size == 5 and tok.decode(tok.encode("the mat sat")) == "the mat sat"
+    assert tok.encode(["cat", "on"]) == [tok.stoi["cat"], tok.stoi["on"]]
+    with pytest.raises(ValueError, match="words not in this world's vocabulary: \\['dog'\\]"):
+        tok.encode("the dog")
+    with pytest.raises(ValueError, match="outside 0..4"):
+        tok.decode([5])
+    with pytest.raises(ValueError, match="characters not in this model's vocabulary"):
+        CharTokenizer("ab").encode("abc")
+
 def test_token_pieces_cover_the_text(pairs, corpus):
     from transformers import AutoTokenizer
 
@@ -262,103 +251,12 @@ def test_token_pieces_cover_the_text(pairs, corpus):
     toks = {"smol": smol, "trained": trained, **{n: pairs[n][1] for n in NAMES}}
     for text in VARIED[:12]:
         for name, tok in toks.items():
-            pieces = tv.token_pieces(tok, text)
+            pieces = token_pieces(tok, text)
             assert b"".join(b for _, b in pieces) == text.encode("utf-8"), (name, text)
-            assert len(pieces) == tv.count_tokens(tok, text)
-    assert b"".join(b for _, b in tv.token_pieces(char, VARIED[0])) == VARIED[0].encode()
+            assert len(pieces) == count_tokens(tok, text)
+    assert b"".join(b for _, b in token_pieces(char, VARIED[0])) == VARIED[0].encode()
     # SmolLM2 writes every digit as its own token
-    assert tv.digit_pattern(smol, "1234567") == "1-1-1-1-1-1-1"
     # partial UTF-8 characters are shown as bytes, not as a fake character
-    assert tv.piece_label("é".encode()[:1]) == "\\xc3"
-    assert "id " in tv.chips_html(tv.token_pieces(pairs["gpt2"][1], "😀"))
+    assert piece_label("é".encode()[:1]) == "\\xc3"
 
 
-def test_digit_patterns(pairs):
-    cl100k = pairs["cl100k_base"][1]
-    gpt2 = pairs["gpt2"][1]
-    assert tv.digit_pattern_counts(cl100k, 7, 300, seed=1) == collections.Counter({"3-3-1": 300})
-    assert len(tv.digit_pattern_counts(gpt2, 7, 300, seed=1)) >= 5, "GPT-2 cuts 7-digit numbers many ways"
-    assert tv.digit_pattern_counts(cl100k, 7, 100, commas=True) == collections.Counter({"1-3-3": 100})
-    with pytest.raises(ValueError, match="1 to 30"):
-        tv.digit_pattern_counts(cl100k, 0)
-
-
-def test_language_counts_and_figures(pairs):
-    counts = tv.language_counts({"cl100k": pairs["cl100k_base"][1], "o200k": pairs["o200k_base"][1]})
-    assert counts["o200k"]["Hindi"] < counts["cl100k"]["Hindi"]
-    fig = tv.language_figure(counts)
-    assert len(fig.data) == 2 and fig.data[0].y[0] == 1.0
-    with pytest.raises(ValueError, match="relative_to"):
-        tv.language_figure(counts, relative_to="Klingon")
-
-
-def test_exercise_checkers_accept_solutions_and_reject_wrong_answers(pairs):
-    cl100k = pairs["cl100k_base"][1]
-
-    def merge_wrong(ids, pair, new):   # merges overlapping pairs twice
-        out = []
-        for i, x in enumerate(ids):
-            if i + 1 < len(ids) and (x, ids[i + 1]) == pair:
-                out.append(new)
-            elif not (i > 0 and (ids[i - 1], x) == pair):
-                out.append(x)
-        return out
-    tv.check_merge(merge_pair)
-    with pytest.raises(AssertionError):
-        tv.check_merge(merge_wrong)
-
-    def mfp(ids):
-        return collections.Counter(zip(ids, ids[1:])).most_common(1)[0][0]
-    tv.check_most_frequent_pair(mfp)
-    with pytest.raises(AssertionError):
-        tv.check_most_frequent_pair(lambda ids: (ids[0], ids[1]))
-
-    tv.check_digit_groups(lambda s: [s[i:i + 3] for i in range(0, len(s), 3)], cl100k)
-    with pytest.raises(AssertionError):   # right-to-left grouping is not what cl100k does
-        tv.check_digit_groups(lambda s: [s[max(0, i - 3):i] for i in range(len(s), 0, -3)][::-1], cl100k)
-
-    tv.check_token_predictions({" strawberry": 1, "1234567": 3}, cl100k)
-    with pytest.raises(AssertionError, match="you said 1"):
-        tv.check_token_predictions({"strawberry": 1}, cl100k)
-    with pytest.raises(NotImplementedError):
-        tv.check_token_predictions({"strawberry": None}, cl100k)
-
-
-def test_widgets_react_to_their_controls(pairs, corpus):
-    """What a student does with the notebook-01 widgets changes what they show."""
-    cl100k = pairs["cl100k_base"][1]
-    trained = BPETokenizer.train(corpus, 400)
-    xray = tv.TokenXRay({"cl100k": cl100k, "trained": trained}, text="hello")
-    before = xray.out.value
-    xray.preset.value = "numbers"
-    assert xray.text.value == tv.PRESETS["numbers"] and xray.out.value != before
-    assert xray.counts()["cl100k"] == len(cl100k.encode_ordinary(tv.PRESETS["numbers"]))
-    xray.text.value = "x" * 5000
-    assert "first 2000 characters" in xray.out.value
-
-    box = tv.merge_explorer(trained, "To be, or not to be")
-    slider, out = box.children
-    assert (slider.min, slider.max) == (256, 400)
-    slider.value = 256
-    n_bytes_only = out.value
-    slider.value = 400
-    assert out.value != n_bytes_only and "19 tokens" in n_bytes_only
-
-    explorer = tv.digit_explorer({"cl100k": cl100k}, n_samples=50)
-    (length, commas), fig = explorer.children[0].children, explorer.children[1]
-    assert list(fig.data[0].x) == ["3-3-1"]
-    commas.value = True
-    assert list(fig.data[0].x) == ["1-3-3"]
-    length.value = 4
-    assert list(fig.data[0].x) == ["1-3"]
-    with pytest.raises(ValueError, match="at least one tokenizer"):
-        tv.TokenXRay({})
-
-
-def test_next_token_helpers_reject_bad_input(pairs):
-    cl100k = pairs["cl100k_base"][1]
-    with pytest.raises(ValueError, match="1 to 100"):
-        tv.next_token_top(None, cl100k, "hi", k=0)
-    with pytest.raises(ValueError, match="single-token"):
-        tv.token_probability(None, cl100k, "hi", "strawberry")
-    assert "SolidGold" in tv.chunks_html(["a", " SolidGold"])

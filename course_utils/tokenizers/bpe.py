@@ -391,3 +391,27 @@ class BPETokenizer:
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
         with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))
+
+
+# ---------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------
+def naive_train(text: str, vocab_size: int, pattern: str = GPT4_PATTERN) -> list[tuple[int, int, int]]:
+    """The textbook algorithm: recount every pair after every merge (slow, obviously right)."""
+    chunks = [list(c.encode("utf-8")) for c in regex.findall(pattern, text)]
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges = []
+    while len(vocab) < vocab_size:
+        stats = collections.Counter(p for c in chunks for p in zip(c, c[1:]))
+        if not stats:
+            break
+        top = max(stats.values())
+        pair = min(p for p, n in stats.items() if n == top)      # same tie-break as the course trainer
+        merged = vocab[pair[0]] + vocab[pair[1]]
+        new = next((i for i, b in vocab.items() if b == merged), None)
+        if new is None:
+            new = len(vocab)
+            vocab[new] = merged
+        merges.append((pair[0], pair[1], new))
+        chunks = [merge_pair(c, pair, new) for c in chunks]
+    return merges

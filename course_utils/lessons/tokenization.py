@@ -1,22 +1,20 @@
-"""Seeing tokens: coloured token chips, side-by-side tokenizer comparisons, plots and the
-exercise checkers of notebook 01 (tokenization).
+"""Companion of notebook 01 (tokenization): coloured token chips, side-by-side tokenizer
+comparisons, the token X-ray, digit and language plots, and the exercise checkers.
 
-Every function accepts any of the tokenizers the course meets:
-a tiktoken ``Encoding``, the course's ``BPETokenizer`` or ``CharTokenizer``, or a Hugging Face
-byte-level BPE tokenizer (SmolLM2's).
+Every function accepts any tokenizer the course meets (tiktoken, the course's ``BPETokenizer``
+or ``CharTokenizer``, SmolLM2's Hugging Face tokenizer), through :mod:`course_utils.tokenizers.pieces`.
 """
 from __future__ import annotations
 
 import collections
 import html
 import random
-from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .tokenizers import BPETokenizer, merge_pair
-from .tokenizers.pieces import count_tokens, encode, piece_label, token_pieces, token_strings  # noqa: F401
+from .. import lm
+from ..tokenizers import BPETokenizer, count_tokens, encode, merge_pair, piece_label, token_pieces, token_strings
 
 # Pastel colours for neighbouring chips (cycled by position, as tiktokenizer does).
 CHIP_COLORS = ("#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad")
@@ -354,25 +352,17 @@ def chunks_html(chunks: Sequence[str]) -> str:
 
 
 def next_token_top(model, tokenizer, prompt: str, k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` most likely next tokens of a Hugging Face causal LM, as (token text, probability)."""
-    import torch
-
+    """The ``k`` most likely next tokens of a model, as (token text, probability)."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
         raise ValueError(f"k must be an integer from 1 to 100, got {k!r}")
-    ids = torch.tensor([encode(tokenizer, prompt)])
-    with torch.no_grad():
-        probs = model(ids).logits[0, -1].float().softmax(-1)
-    top = probs.topk(k)
-    return [(tokenizer.decode([i]), p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+    model = lm.wrap(model, tokenizer)
+    top = model.next_logits(prompt)[1].softmax(-1).topk(k)
+    return [(model.decode([i]), p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
 
 
 def token_probability(model, tokenizer, prompt: str, token_text: str) -> float:
     """Probability that the next token is exactly the single token spelling ``token_text``."""
-    import torch
-
     ids = encode(tokenizer, token_text)
     if len(ids) != 1:
         raise ValueError(f"{token_text!r} is {len(ids)} tokens for this tokenizer; pass a single-token text")
-    with torch.no_grad():
-        probs = model(torch.tensor([encode(tokenizer, prompt)])).logits[0, -1].float().softmax(-1)
-    return float(probs[ids[0]])
+    return float(lm.wrap(model, tokenizer).next_logits(prompt)[1].softmax(-1)[ids[0]])

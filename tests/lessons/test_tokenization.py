@@ -1,0 +1,122 @@
+"""Notebook 01's companion: digit patterns, language counts, widgets and the exercise checkers."""
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from course_utils.assets import get_encoding, shakespeare
+from course_utils.lessons import tokenization as lab
+from course_utils.tokenizers import BPETokenizer, merge_pair
+
+NAMES = ("gpt2", "cl100k_base", "o200k_base")
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return {name: (BPETokenizer.from_tiktoken(name), get_encoding(name)) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def corpus() -> str:
+    return shakespeare("small", "val")[:30_000]
+
+
+def test_digit_patterns(pairs):
+    cl100k = pairs["cl100k_base"][1]
+    gpt2 = pairs["gpt2"][1]
+    assert lab.digit_pattern_counts(cl100k, 7, 300, seed=1) == collections.Counter({"3-3-1": 300})
+    assert len(lab.digit_pattern_counts(gpt2, 7, 300, seed=1)) >= 5, "GPT-2 cuts 7-digit numbers many ways"
+    assert lab.digit_pattern_counts(cl100k, 7, 100, commas=True) == collections.Counter({"1-3-3": 100})
+    with pytest.raises(ValueError, match="1 to 30"):
+        lab.digit_pattern_counts(cl100k, 0)
+
+
+def test_language_counts_and_figures(pairs):
+    counts = lab.language_counts({"cl100k": pairs["cl100k_base"][1], "o200k": pairs["o200k_base"][1]})
+    assert counts["o200k"]["Hindi"] < counts["cl100k"]["Hindi"]
+    fig = lab.language_figure(counts)
+    assert len(fig.data) == 2 and fig.data[0].y[0] == 1.0
+    with pytest.raises(ValueError, match="relative_to"):
+        lab.language_figure(counts, relative_to="Klingon")
+
+
+def test_exercise_checkers_accept_solutions_and_reject_wrong_answers(pairs):
+    cl100k = pairs["cl100k_base"][1]
+
+    def merge_wrong(ids, pair, new):   # merges overlapping pairs twice
+        out = []
+        for i, x in enumerate(ids):
+            if i + 1 < len(ids) and (x, ids[i + 1]) == pair:
+                out.append(new)
+            elif not (i > 0 and (ids[i - 1], x) == pair):
+                out.append(x)
+        return out
+    lab.check_merge(merge_pair)
+    with pytest.raises(AssertionError):
+        lab.check_merge(merge_wrong)
+
+    def mfp(ids):
+        return collections.Counter(zip(ids, ids[1:])).most_common(1)[0][0]
+    lab.check_most_frequent_pair(mfp)
+    with pytest.raises(AssertionError):
+        lab.check_most_frequent_pair(lambda ids: (ids[0], ids[1]))
+
+    lab.check_digit_groups(lambda s: [s[i:i + 3] for i in range(0, len(s), 3)], cl100k)
+    with pytest.raises(AssertionError):   # right-to-left grouping is not what cl100k does
+        lab.check_digit_groups(lambda s: [s[max(0, i - 3):i] for i in range(len(s), 0, -3)][::-1], cl100k)
+
+    lab.check_token_predictions({" strawberry": 1, "1234567": 3}, cl100k)
+    with pytest.raises(AssertionError, match="you said 1"):
+        lab.check_token_predictions({"strawberry": 1}, cl100k)
+    with pytest.raises(NotImplementedError):
+        lab.check_token_predictions({"strawberry": None}, cl100k)
+
+
+def test_widgets_react_to_their_controls(pairs, corpus):
+    """What a student does with the notebook-01 widgets changes what they show."""
+    cl100k = pairs["cl100k_base"][1]
+    trained = BPETokenizer.train(corpus, 400)
+    xray = lab.TokenXRay({"cl100k": cl100k, "trained": trained}, text="hello")
+    before = xray.out.value
+    xray.preset.value = "numbers"
+    assert xray.text.value == lab.PRESETS["numbers"] and xray.out.value != before
+    assert xray.counts()["cl100k"] == len(cl100k.encode_ordinary(lab.PRESETS["numbers"]))
+    xray.text.value = "x" * 5000
+    assert "first 2000 characters" in xray.out.value
+
+    box = lab.merge_explorer(trained, "To be, or not to be")
+    slider, out = box.children
+    assert (slider.min, slider.max) == (256, 400)
+    slider.value = 256
+    n_bytes_only = out.value
+    slider.value = 400
+    assert out.value != n_bytes_only and "19 tokens" in n_bytes_only
+
+    explorer = lab.digit_explorer({"cl100k": cl100k}, n_samples=50)
+    (length, commas), fig = explorer.children[0].children, explorer.children[1]
+    assert list(fig.data[0].x) == ["3-3-1"]
+    commas.value = True
+    assert list(fig.data[0].x) == ["1-3-3"]
+    length.value = 4
+    assert list(fig.data[0].x) == ["1-3"]
+    with pytest.raises(ValueError, match="at least one tokenizer"):
+        lab.TokenXRay({})
+
+
+def test_next_token_helpers_reject_bad_input(pairs):
+    cl100k = pairs["cl100k_base"][1]
+    with pytest.raises(ValueError, match="1 to 100"):
+        lab.next_token_top(None, cl100k, "hi", k=0)
+    with pytest.raises(ValueError, match="single-token"):
+        lab.token_probability(None, cl100k, "hi", "strawberry")
+    assert "SolidGold" in lab.chunks_html(["a", " SolidGold"])
+
+
+def test_digit_pattern_and_chips(pairs):
+    from transformers import AutoTokenizer
+
+    from course_utils.assets import smollm2_dir
+    smol = AutoTokenizer.from_pretrained(str(smollm2_dir(verbose=False)))
+    assert lab.digit_pattern(smol, "1234567") == "1-1-1-1-1-1-1"
+    assert "id " in lab.chips_html(lab.token_pieces(pairs["gpt2"][1], "😀"))
