@@ -62,20 +62,28 @@ def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
     position i + S - T and sees keys j <= i + S - T: the lower triangle, shifted by the cache.
     """
     S = T if S is None else S
+    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= S:
+        raise ValueError(f"T must be an integer from 1 to S={S}, got {T!r}")
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-              dropout: float = 0.0, return_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Scaled dot-product attention, softmax(q k^T / sqrt(d) + mask) v, the one definition in the course.
+              dropout: float = 0.0, return_weights: bool = False,
+              scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention, softmax(q k^T * scale, masked) v, the one definition in the course.
 
-    q: (..., T, d), k and v: (..., S, d); ``mask`` (T, S) bool, True = may attend (None: all).
+    q: (..., T, d), k and v: (..., S, d); ``mask`` (T, S) bool, True = may attend (None: all);
+    ``scale`` defaults to 1/sqrt(d).
     With ``return_weights`` the weights are computed in the open and returned (for heatmaps);
     otherwise torch's fused ``scaled_dot_product_attention`` computes the same thing faster.
     """
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"queries have dimension {q.shape[-1]} but keys {k.shape[-1]}: they must match")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{k.shape[-2]} keys but {v.shape[-2]} values: they must match")
     if not return_weights:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout), None
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale), None
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)) if scale is None else scale)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)

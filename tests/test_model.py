@@ -124,3 +124,31 @@ def test_too_long_input_is_rejected():
         tiny()(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match="max_new_tokens"):
         tiny().generate(torch.zeros(1, 1, dtype=torch.long), -1)
+
+
+# ----------------------------------------------------------------- the one attention function
+def test_attention_matches_torch_and_returns_weights():
+    import torch.nn.functional as F
+    from course_utils.model import attention, causal_mask
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=g) for _ in range(3))
+    out, w = attention(q, k, v, causal_mask(7), return_weights=True)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(out, ref, atol=1e-5)
+    fused, none = attention(q, k, v, causal_mask(7))
+    assert none is None and torch.allclose(fused, ref, atol=1e-6)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3, 7))
+    assert (w[..., 0, 1:] == 0).all()
+    half, _ = attention(q, k, v, return_weights=True, scale=0.5)
+    assert torch.allclose(half, F.scaled_dot_product_attention(q, k, v, scale=0.5), atol=1e-5)
+    with pytest.raises(ValueError, match="queries have dimension 8 but keys 4"):
+        attention(q, k[..., :4], v)
+
+
+def test_causal_mask_shape_cache_offset_and_errors():
+    from course_utils.model import causal_mask
+    assert torch.equal(causal_mask(3), torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool))
+    # two new queries after three cached keys see the cache plus themselves, not the future
+    assert torch.equal(causal_mask(2, 5), torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool))
+    with pytest.raises(ValueError, match="T must be an integer from 1"):
+        causal_mask(0)

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import attention as A
+from course_utils.lessons import attention as lab
+from course_utils.model import attention, causal_mask
 from course_utils.checkpoints import load_checkpoint
 from course_utils.model import GPT, GPTConfig
 from course_utils.tokenizers import CharTokenizer
@@ -23,57 +24,40 @@ def tiny_model(seed=0, mlp=True):
     return GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, mlp=mlp)).eval()
 
 
-# ----------------------------------------------------------------- hand-made attention
-def test_scaled_dot_product_matches_torch():
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 7, 8, generator=g) for _ in range(3))
-    out, w = A.scaled_dot_product(q, k, v, mask=A.causal_mask(7))
-    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    assert torch.allclose(out, ref, atol=1e-5)
-    assert torch.allclose(w.sum(-1), torch.ones(2, 3, 7))
-    assert (w[..., 0, 1:] == 0).all()
-
-
-def test_causal_mask_shape_and_errors():
-    assert torch.equal(A.causal_mask(3), torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool))
-    with pytest.raises(ValueError, match="positive integer"):
-        A.causal_mask(0)
-
-
 def test_toy_attention_scale_and_mask():
-    res = A.toy_attention(A.TOY_Q, A.TOY_K, A.TOY_V, scale=1.0, causal=True)
+    res = lab.toy_attention(lab.TOY_Q, lab.TOY_K, lab.TOY_V, scale=1.0, causal=True)
     assert np.isneginf(res.scores[0, 1:]).all() and res.weights[0, 0] == pytest.approx(1.0)
     assert np.allclose(res.weights.sum(1), 1)
     # a larger scale sharpens every row (lower entropy)
     ent = lambda w: -(w * np.log(w + 1e-12)).sum(1)
-    soft = A.toy_attention(A.TOY_Q, A.TOY_K, A.TOY_V, scale=0.2)
-    sharp = A.toy_attention(A.TOY_Q, A.TOY_K, A.TOY_V, scale=5.0)
+    soft = lab.toy_attention(lab.TOY_Q, lab.TOY_K, lab.TOY_V, scale=0.2)
+    sharp = lab.toy_attention(lab.TOY_Q, lab.TOY_K, lab.TOY_V, scale=5.0)
     assert (ent(sharp.weights) < ent(soft.weights)).all()
     with pytest.raises(ValueError, match="scale must be in"):
-        A.toy_attention(A.TOY_Q, A.TOY_K, A.TOY_V, scale=0)
+        lab.toy_attention(lab.TOY_Q, lab.TOY_K, lab.TOY_V, scale=0)
     with pytest.raises(ValueError, match="one row per token"):
-        A.toy_attention(A.TOY_Q[:2], A.TOY_K, A.TOY_V)
+        lab.toy_attention(lab.TOY_Q[:2], lab.TOY_K, lab.TOY_V)
 
 
 def test_handmade_widget_builds():
-    box = A.handmade_widget()
+    box = lab.handmade_widget()
     assert box.children
 
 
 # ----------------------------------------------------------------- capture
 def test_char_attention_rows_and_errors(char_model):
     model, tok, _ = char_model
-    att = A.char_attention(model, tok, "ROMEO:\nO, she doth teach")
+    att = lab.char_attention(model, tok, "ROMEO:\nO, she doth teach")
     L, H = model.config.n_layer, model.config.n_head
     assert att.weights.shape == (L, H, 24, 24)
     assert torch.allclose(att.weights.sum(-1), torch.ones(L, H, 24), atol=1e-5)
     assert (att.weights.triu(1) == 0).all()
     with pytest.raises(ValueError, match="empty"):
-        A.char_attention(model, tok, "")
+        lab.char_attention(model, tok, "")
     with pytest.raises(ValueError, match="context is 1..256"):
-        A.char_attention(model, tok, "a" * 257)
+        lab.char_attention(model, tok, "a" * 257)
     with pytest.raises(ValueError, match="not in this model's vocabulary"):
-        A.char_attention(model, tok, "tiger 🐯")
+        lab.char_attention(model, tok, "tiger 🐯")
     with pytest.raises(ValueError, match="layer must be an integer in 0..5"):
         att.head(6, 0)
 
@@ -95,12 +79,12 @@ def test_hf_attention_matches_a_manual_softmax():
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
     cfg._attn_implementation = "eager"
     model = LlamaForCausalLM(cfg).eval()
-    att = A.hf_attention(model, Tok(), "hello there")
+    att = lab.hf_attention(model, Tok(), "hello there")
     assert att.weights.shape == (2, 4, 11, 11)
     assert torch.allclose(att.weights.sum(-1), torch.ones(2, 4, 11), atol=1e-5)
     assert (att.weights.triu(1) == 0).all()
     with pytest.raises(ValueError, match="allowed 1..5 tokens"):
-        A.hf_attention(model, Tok(), "hello there", max_tokens=5)
+        lab.hf_attention(model, Tok(), "hello there", max_tokens=5)
 
 
 # ----------------------------------------------------------------- the mask
@@ -108,30 +92,30 @@ def test_forward_with_mask_switch_equals_model():
     for mlp in (True, False):
         model = tiny_model(mlp=mlp)
         idx = torch.randint(20, (2, 12), generator=torch.Generator().manual_seed(1))
-        assert torch.allclose(A.forward_with_mask_switch(model, idx), model(idx).logits, atol=1e-5)
+        assert torch.allclose(lab.forward_with_mask_switch(model, idx), model(idx).logits, atol=1e-5)
 
 
 def test_mask_identity(char_model):
     model, tok, _ = char_model
-    res = A.mask_identity(model, tok, "To be, or not to be", ": that is", "? said he")
+    res = lab.mask_identity(model, tok, "To be, or not to be", ": that is", "? said he")
     assert res.max_diff_model == 0.0
     assert res.max_diff_unmasked > 1e-3
     with pytest.raises(ValueError, match="identical"):
-        A.mask_identity(model, tok, "To be", "ab", "ab")
+        lab.mask_identity(model, tok, "To be", "ab", "ab")
 
 
 # ----------------------------------------------------------------- reading heads
 def test_word_groups_and_aggregate():
-    groups, labels = A.word_groups("The cat sat")
+    groups, labels = lab.word_groups("The cat sat")
     assert labels == ["The", " cat", " sat"] and groups[1] == [3, 4, 5, 6]
     w = np.tril(np.ones((11, 11)))
     w /= w.sum(1, keepdims=True)
-    agg = A.aggregate(w, groups)
+    agg = lab.aggregate(w, groups)
     assert agg.shape == (3, 3) and np.allclose(agg.sum(1), 1)
     # the first word's characters only see the first word
     assert agg[0, 0] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="cover every position"):
-        A.aggregate(w, groups[:2])
+        lab.aggregate(w, groups[:2])
 
 
 def test_pattern_scores_find_a_planted_previous_token_head():
@@ -142,12 +126,12 @@ def test_pattern_scores_find_a_planted_previous_token_head():
         w[:, :, i, :i + 1] = 1 / (i + 1)       # uniform heads
         w[1, 2, i] = 0
         w[1, 2, i, i - 1] = 1                   # one previous-token head
-    att = A.Attention(list("ab cd\nef g"), w)
-    scores = A.pattern_scores(att)
-    best = {b["pattern"]: b for b in A.best_heads(scores)}
+    att = lab.Attention(list("ab cd\nef g"), w)
+    scores = lab.pattern_scores(att)
+    best = {b["pattern"]: b for b in lab.best_heads(scores)}
     assert (best["previous character"]["layer"], best["previous character"]["head"]) == (1, 2)
     assert best["previous character"]["score"] == pytest.approx(1.0)
-    base = A.uniform_baseline(att)
+    base = lab.uniform_baseline(att)
     assert base["previous character"] == pytest.approx(float(scores["previous character"][0, 0]))
     assert base["newline"] < 0.2
 
@@ -155,36 +139,36 @@ def test_pattern_scores_find_a_planted_previous_token_head():
 def test_rank_heads():
     w = torch.rand(3, 2, 5, 5, generator=torch.Generator().manual_seed(0))
     w[2, 1, 4, 1] = 5
-    att = A.Attention(list("abcde"), w)
-    top = A.rank_heads(att, 4, 1, top=3)
+    att = lab.Attention(list("abcde"), w)
+    top = lab.rank_heads(att, 4, 1, top=3)
     assert top[0][:2] == (2, 1) and top[0][2] == pytest.approx(5.0)
     assert [t[2] for t in top] == sorted((t[2] for t in top), reverse=True)
     with pytest.raises(ValueError, match="cannot look there"):
-        A.rank_heads(att, 1, 4)
-    assert A.find_token(["The", " tiger", " it"], "it") == 2
+        lab.rank_heads(att, 1, 4)
+    assert lab.find_token(["The", " tiger", " it"], "it") == 2
     with pytest.raises(ValueError, match="no token"):
-        A.find_token(["The"], "it")
+        lab.find_token(["The"], "it")
 
 
 # ----------------------------------------------------------------- heatmaps
 def test_heatmaps_crop_and_grid(char_model):
     model, tok, _ = char_model
     text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 2
-    att = A.char_attention(model, tok, text)
-    fig = A.attention_heatmap(att.head(0, 0), att.tokens, start=10, size=64)
+    att = lab.char_attention(model, tok, text)
+    fig = lab.attention_heatmap(att.head(0, 0), att.tokens, start=10, size=64)
     assert np.asarray(fig.data[0].z).shape == (64, 64)
-    fig = A.attention_heatmap(att.head(0, 0), att.tokens, start=len(text) - 5, size=64)
+    fig = lab.attention_heatmap(att.head(0, 0), att.tokens, start=len(text) - 5, size=64)
     assert np.asarray(fig.data[0].z).shape == (5, 5)
     with pytest.raises(ValueError, match="window start must be in"):
-        A.attention_heatmap(att.head(0, 0), att.tokens, start=len(text))
-    grid = A.head_grid(att, 2, size=32)
+        lab.attention_heatmap(att.head(0, 0), att.tokens, start=len(text))
+    grid = lab.head_grid(att, 2, size=32)
     assert len(grid.data) == model.config.n_head
     assert "query" in grid.data[0].hovertemplate
 
 
 def test_explorer_bad_text_keeps_plot(char_model):
     model, tok, _ = char_model
-    ex = A.AttentionExplorer(model, tok, "ROMEO:\nBut soft!")
+    ex = lab.AttentionExplorer(model, tok, "ROMEO:\nBut soft!")
     before = np.asarray(ex.figure.data[0].z).copy()
     ex.text.value = "🐯"
     assert "not in this model's vocabulary" in ex.message.value
@@ -199,8 +183,8 @@ def test_explorer_bad_text_keeps_plot(char_model):
 
 # ----------------------------------------------------------------- induction task
 def test_repeat_batch_structure():
-    task = A.InductionTask()
-    x, y, rep = A.repeat_batch(200, task, torch.Generator().manual_seed(0))
+    task = lab.InductionTask()
+    x, y, rep = lab.repeat_batch(200, task, torch.Generator().manual_seed(0))
     assert x.shape == y.shape == rep.shape == (200, 64)
     assert torch.equal(x[:, 1:], y[:, :-1])
     lengths = set()
@@ -213,7 +197,7 @@ def test_repeat_batch_structure():
         assert torch.equal(y[i, t], x[i, t + 1 - R])
     assert min(lengths) == 10 and max(lengths) == 31, "repeat length must vary per row"
     with pytest.raises(ValueError, match="does not fit twice"):
-        A.InductionTask(seq_len=40, max_repeat=31)
+        lab.InductionTask(seq_len=40, max_repeat=31)
 
 
 def test_induction_scores_on_planted_heads():
@@ -222,65 +206,71 @@ def test_induction_scores_on_planted_heads():
     for i in range(T):
         w[0, 0, i, max(i - 1, 0)] = 1
         w[1, 0, i, i - R + 1 if R <= i < 2 * R - 1 else i] = 1
-    ind, prev = A.induction_scores(torch.tensor(w), R)
+    ind, prev = lab.induction_scores(torch.tensor(w), R)
     assert ind[1, 0] == pytest.approx(1.0) and ind[0, 0] == pytest.approx(0.0)
     assert prev[0, 0] == pytest.approx(1.0)
 
 
 def test_check_attention_fn():
-    A.check_attention_fn(lambda q, k, v: A.scaled_dot_product(q, k, v)[0])
+    lab.check_attention_fn(lambda q, k, v: attention(q, k, v)[0])
     with pytest.raises(AssertionError, match="√d"):
-        A.check_attention_fn(lambda q, k, v: (q @ k.transpose(-2, -1)).softmax(-1) @ v)
+        lab.check_attention_fn(lambda q, k, v: (q @ k.transpose(-2, -1)).softmax(-1) @ v)
     with pytest.raises(AssertionError):
-        A.check_attention_fn(lambda q, k, v: v)
+        lab.check_attention_fn(lambda q, k, v: v)
 
 
 def test_check_mask_fn():
-    A.check_mask_fn(lambda T: torch.ones(T, T).tril().bool())
+    lab.check_mask_fn(lambda T: torch.ones(T, T).tril().bool())
+    with pytest.raises(AssertionError, match="bool tensor"):
+        lab.check_mask_fn(lambda T: torch.ones(T, T).tril())
+    with pytest.raises(AssertionError, match="diagonal is missing"):
+        lab.check_mask_fn(lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1))
+    with pytest.raises(AssertionError):
+        lab.check_mask_fn(lambda T: torch.ones(T, T, dtype=torch.bool))
     with pytest.raises(AssertionError, match="upside down"):
-        A.check_mask_fn(lambda T: torch.ones(T, T).triu().bool())
+        lab.check_mask_fn(lambda T: torch.ones(T, T).triu().bool())
     with pytest.raises(AssertionError, match="inverted"):
-        A.check_mask_fn(lambda T: torch.ones(T, T).triu(1).bool())
+        lab.check_mask_fn(lambda T: torch.ones(T, T).triu(1).bool())
 
 
 def test_check_attention_row():
-    q, K = A.ROW_QUERY, A.ROW_KEYS
+    q, K = lab.ROW_QUERY, lab.ROW_KEYS
     scores = [sum(a * b for a, b in zip(q, k)) / math.sqrt(2) for k in K]
     e = [math.exp(s) for s in scores]
-    A.check_attention_row([round(x / sum(e), 2) for x in e])
+    lab.check_attention_row([round(x / sum(e), 2) for x in e])
     with pytest.raises(AssertionError, match="√d"):
-        A.check_attention_row(A.attention_row(scale=1.0))
+        lab.check_attention_row(lab.attention_row(scale=1.0))
     with pytest.raises(AssertionError, match="sum to 1"):
-        A.check_attention_row([0.5, 0.5, 0.5])
+        lab.check_attention_row([0.5, 0.5, 0.5])
 
 
 def test_train_induction_short_run_and_widgets():
-    runs = {f"{n}-layer": A.train_induction(n_layer=n, steps=20, eval_every=10, progress=False) for n in (2, 1)}
+    runs = {f"{n}-layer": lab.train_induction(n_layer=n, steps=20, eval_every=10, progress=False) for n in (2, 1)}
     run = runs["2-layer"]
     assert [r["step"] for r in run.history] == [0, 10, 20]
     assert sorted(run.snapshots) == [0, 10, 20]
     assert run.snapshots[20].shape == (2, 2, 64, 64)
     assert run.cpu_seconds > 0 and run.crossing(2.0) is None
-    assert len(A.induction_loss_figure(runs).data) == 4
-    box = A.snapshot_widget(runs)
+    assert len(lab.induction_loss_figure(runs).data) == 4
+    box = lab.snapshot_widget(runs)
     fig = box.children[-1]
     assert "2-layer, layer 1," in fig.layout.title.text   # starts on the last layer of the first model
     box.children[0].children[0].value = "1-layer"
     assert "1-layer, layer 0," in fig.layout.title.text
     with pytest.raises(ValueError, match="steps must be in"):
-        A.train_induction(steps=0)
+        lab.train_induction(steps=0)
     with pytest.raises(ValueError, match="n_layer must be"):
-        A.induction_model(4)
+        lab.induction_model(4)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_induction_result_holds_for_other_seeds(seed):
     """The notebook's claim with seed 0, re-checked with other seeds: 2 layers copy, 1 layer cannot."""
-    two = A.train_induction(n_layer=2, steps=1000, seed=seed, eval_every=100, progress=False)
-    one = A.train_induction(n_layer=1, steps=1000, seed=seed, eval_every=100, progress=False)
+    two = lab.train_induction(n_layer=2, steps=1000, seed=seed, eval_every=100, progress=False)
+    one = lab.train_induction(n_layer=1, steps=1000, seed=seed, eval_every=100, progress=False)
     assert two.crossing(2.0) is not None and two.history[-1]["repeated"] < 1.0
     assert one.crossing(2.0) is None and one.history[-1]["repeated"] > 2.5
-    ind2, _ = A.induction_scores(two.snapshots[1000], two.probe_repeat)
-    ind1, _ = A.induction_scores(one.snapshots[1000], one.probe_repeat)
+    ind2, _ = lab.induction_scores(two.snapshots[1000], two.probe_repeat)
+    ind1, _ = lab.induction_scores(one.snapshots[1000], one.probe_repeat)
     assert ind2[1].max() > 0.5 and ind1.max() < ind2[1].max() / 2

@@ -1,6 +1,6 @@
-"""Attention, seen from the inside: hand-made attention, attention capture, heatmaps and induction heads.
+"""Companion of notebook 02 (attention), seen from the inside: hand-made attention, attention capture, heatmaps and induction heads.
 
-* Hand-made attention: :func:`scaled_dot_product`, :func:`causal_mask`, :func:`toy_attention`
+* Hand-made attention: :func:`toy_attention` (on the core's ``model.attention`` and ``causal_mask``)
   and the slider widget :func:`handmade_widget`.
 * Capture: :func:`char_attention` (the course GPT, ``return_attn=True``) and :func:`hf_attention`
   (a Hugging Face model such as SmolLM2, eager attention, ``output_attentions=True``). Both
@@ -30,39 +30,14 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from .model import GPT, GPTConfig
-from .plots import heatmap, replace_figure, show_token
-from .train import train_step
+from ..model import GPT, GPTConfig, attention, causal_mask
+from ..plots import heatmap, replace_figure, show_token
+from ..train import TrainConfig, train
 
 
 # ---------------------------------------------------------------------------
 # Hand-made attention
 # ---------------------------------------------------------------------------
-def causal_mask(T: int) -> torch.Tensor:
-    """(T, T) boolean matrix, True where query i may look at key j (j <= i)."""
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
-    return torch.ones(T, T, dtype=torch.bool).tril()
-
-
-def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-                       scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q kᵀ · scale, masked) v; returns (output, weights). ``scale`` defaults to 1/√d.
-
-    ``mask`` is boolean, True = allowed; masked scores become -inf before the softmax.
-    """
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"queries have dimension {q.shape[-1]} but keys {k.shape[-1]}: they must match")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"{k.shape[-2]} keys but {v.shape[-2]} values: they must match")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = (q @ k.transpose(-2, -1)) * scale
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    return weights @ v, weights
-
-
 @dataclass
 class ToyAttention:
     scores: np.ndarray    # (T, T) scaled scores, -inf where masked
@@ -80,7 +55,7 @@ def toy_attention(q, k, v, scale: float = 1.0, causal: bool = False) -> ToyAtten
     if not (isinstance(scale, (int, float)) and 0 < scale <= 100):
         raise ValueError(f"scale must be in (0, 100], got {scale!r}")
     mask = causal_mask(len(q)) if causal else None
-    out, w = scaled_dot_product(q, k, v, mask=mask, scale=float(scale))
+    out, w = attention(q, k, v, mask, return_weights=True, scale=float(scale))
     scores = (q @ k.T) * scale
     if causal:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -244,7 +219,7 @@ def forward_with_mask_switch(model: GPT, idx: torch.Tensor, causal: bool = True)
         C = x.size(-1)
         q, k, v = attn.qkv(block.ln1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k, v))
-        y, _ = scaled_dot_product(q, k, v, mask=mask)
+        y, _ = attention(q, k, v, mask)
         x = x + attn.proj(y.transpose(1, 2).reshape(B, T, C))
         if block.mlp is not None:
             x = x + block.mlp(block.ln2(x))
@@ -557,14 +532,15 @@ def induction_model(n_layer: int, task: InductionTask = InductionTask(), n_head:
         raise ValueError(f"n_layer must be 1, 2 or 3, got {n_layer!r}")
     if not 0 < qkv_init_std <= 1:
         raise ValueError(f"qkv_init_std must be in (0, 1], got {qkv_init_std!r}")
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=n_layer, n_head=n_head,
-                          n_embd=n_embd, mlp=False))
-    # GPT-2's init (std 0.02) makes every score q·k almost 0: attention starts uniform and sits on a long
-    # plateau (measured: 600 to >1500 steps depending on the seed). Larger query/key/value weights start
-    # it off the plateau, so the phase change comes after a few hundred steps for every seed we tried.
-    for block in model.blocks:
-        torch.nn.init.normal_(block.attn.qkv.weight, std=qkv_init_std)
+    with torch.random.fork_rng():          # seeded weights, without touching the notebook's random stream
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=n_layer, n_head=n_head,
+                              n_embd=n_embd, mlp=False))
+        # GPT-2's init (std 0.02) makes every score q·k almost 0: attention starts uniform and sits on a long
+        # plateau (measured: 600 to >1500 steps depending on the seed). Larger query/key/value weights start
+        # it off the plateau, so the phase change comes after a few hundred steps for every seed we tried.
+        for block in model.blocks:
+            torch.nn.init.normal_(block.attn.qkv.weight, std=qkv_init_std)
     return model
 
 
@@ -596,48 +572,40 @@ def train_induction(n_layer: int = 2, steps: int = 1000, task: InductionTask = I
                     batch_size: int = 64, lr: float = 1e-3, eval_every: int = 50, probe_repeat: int = 20,
                     n_head: int = 2, n_embd: int = 32,
                     progress: bool = True, callback: Callable[[dict], None] | None = None) -> InductionRun:
-    """Train an attention-only GPT on :func:`repeat_batch` data; record both losses and probe attention.
+    """Train an attention-only GPT on :func:`repeat_batch` data through ``train.train`` (constant
+    learning rate, no weight decay); record both losses and the probe's attention at every evaluation.
 
-    CPU time (``time.process_time``, excluding evaluation) is recorded per evaluation.
+    ``cpu_seconds`` in each record is the CPU time spent training so far (``time.process_time``,
+    evaluations excluded).
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(steps, int) or not 1 <= steps <= 20000:
         raise ValueError(f"steps must be in 1..20000, got {steps!r}")
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     model = induction_model(n_layer, task, n_head=n_head, n_embd=n_embd, seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
     ex, ey, em = repeat_batch(256, task, torch.Generator().manual_seed(10_000 + seed))
     probe = repeat_batch(1, task, torch.Generator().manual_seed(20_000 + seed), repeat=probe_repeat)[0]
     run = InductionRun(model, probe=probe, probe_repeat=probe_repeat)
+    clock = {"start": time.process_time(), "in_eval": 0.0}
 
-    def evaluate(step: int):
-        rep, rnd = split_loss(model, ex, ey, em)
-        record = {"step": step, "repeated": rep, "random": rnd, "cpu_seconds": run.cpu_seconds}
-        run.history.append(record)
-        with torch.no_grad():
-            model.eval()
-            run.snapshots[step] = torch.stack([w[0] for w in model(probe, return_attn=True).attentions])
-        if callback:
-            callback(record)
-        return record
-
-    evaluate(0)
-    model.train()
-    bar = tqdm(range(1, steps + 1), desc=f"{n_layer}-layer model", disable=not progress)
-    for step in bar:
+    def evaluate(m: GPT) -> dict:
         t0 = time.process_time()
-        x, y, _ = repeat_batch(batch_size, task, g)
-        train_step(model, opt, (x, y))
-        run.cpu_seconds += time.process_time() - t0
-        if step % eval_every == 0 or step == steps:
-            r = evaluate(step)
-            model.train()
-            bar.set_postfix(repeated=f"{r['repeated']:.2f}", random=f"{r['random']:.2f}")
-    bar.close()
-    model.eval()
+        rep, rnd = split_loss(m, ex, ey, em)
+        snapshot = torch.stack([w[0] for w in m(probe, return_attn=True).attentions])
+        run.cpu_seconds = t0 - clock["start"] - clock["in_eval"]
+        clock["in_eval"] += time.process_time() - t0
+        return {"repeated": rep, "random": rnd, "cpu_seconds": run.cpu_seconds, "snapshot": snapshot}
+
+    def record(r: dict) -> None:
+        run.snapshots[r["step"]] = r.pop("snapshot")
+        run.history.append({k: r[k] for k in ("step", "repeated", "random", "cpu_seconds")})
+        if callback:
+            callback(run.history[-1])
+
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr, warmup_steps=0, weight_decay=0.0,
+                      beta2=0.999, grad_clip=0.0, eval_interval=eval_every, seed=seed)
+    train(model, None, None, cfg, callback=record, progress=progress, desc=f"{n_layer}-layer model",
+          batch_fn=lambda g: repeat_batch(batch_size, task, g)[:2], eval_fn=evaluate)
     return run
 
 
@@ -733,7 +701,7 @@ def check_attention_fn(fn: Callable) -> None:
         if isinstance(got, tuple):
             got = got[0]
         assert torch.is_tensor(got), f"return a tensor, got {type(got).__name__}"
-        want, _ = scaled_dot_product(q, k, v)
+        want, _ = attention(q, k, v, return_weights=True)
         assert got.shape == want.shape, f"output shape {tuple(got.shape)}, expected {tuple(want.shape)}"
         unscaled = (q @ k.transpose(-2, -1)).softmax(-1) @ v
         if torch.allclose(got, unscaled, atol=1e-5):
@@ -743,17 +711,29 @@ def check_attention_fn(fn: Callable) -> None:
 
 
 def check_mask_fn(fn: Callable[[int], torch.Tensor]) -> None:
-    """``fn(T)`` must return a (T, T) boolean tensor, True where query i may attend to key j (j <= i)."""
+    """``fn(T)`` must return a (T, T) boolean tensor, True where query i may attend to key j (j <= i),
+    and with it, changing later tokens must leave earlier outputs unchanged."""
     for T in (4, 7, 1):
         got = fn(T)
         assert torch.is_tensor(got), f"return a tensor, got {type(got).__name__}"
         assert got.shape == (T, T), f"for T={T} the mask must have shape ({T}, {T}), got {tuple(got.shape)}"
-        got = got.bool()
+        assert got.dtype == torch.bool, (f"for T={T} the mask has dtype {got.dtype}: return a bool tensor "
+                                         "(True = may attend), not numbers to add to the scores")
         if T > 1 and torch.equal(got, causal_mask(T).T):
             raise AssertionError("upside down: query i (row) may look at keys j <= i, so keep the LOWER triangle")
         if T > 1 and torch.equal(got, ~causal_mask(T)):
             raise AssertionError("inverted: True must mean 'allowed' (the past and the token itself)")
+        if T > 1 and torch.equal(got, causal_mask(T).tril(-1)):
+            raise AssertionError("the diagonal is missing: a token may also look at itself")
         assert torch.equal(got, causal_mask(T)), f"for T={T} expected\n{causal_mask(T).int()}\ngot\n{got.int()}"
+    # and it really blocks the future: new later keys and values leave the earlier outputs unchanged
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 6, 4, generator=g) for _ in range(3))
+    k2, v2 = k.clone(), v.clone()
+    k2[:, 4:], v2[:, 4:] = 10.0, -10.0
+    a, _ = attention(q, k, v, fn(6), return_weights=True)
+    b, _ = attention(q, k2, v2, fn(6), return_weights=True)
+    assert torch.allclose(a[:, :4], b[:, :4]), "with your mask, changing tokens 4 and 5 changed earlier outputs"
 
 
 ROW_QUERY = [1.0, 2.0]
@@ -763,7 +743,7 @@ ROW_KEYS = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
 def attention_row(q: Sequence[float] = ROW_QUERY, keys=ROW_KEYS, scale: float | None = None) -> list[float]:
     """The attention weights of one query over a few keys (reference for the by-hand exercise)."""
     q_t, k_t = torch.tensor([q], dtype=torch.float64), torch.tensor(keys, dtype=torch.float64)
-    _, w = scaled_dot_product(q_t, k_t, k_t, scale=scale)
+    _, w = attention(q_t, k_t, k_t, return_weights=True, scale=scale)
     return w[0].tolist()
 
 

@@ -13,10 +13,10 @@ from typing import Callable, Sequence
 import plotly.graph_objects as go
 import torch
 
-from .model import GPT, Block, GPTConfig
-from .plots import COLORS, LiveLossPlot, loss_curve
-from .metrics import perplexity, uniform_loss  # noqa: F401  (re-exported for notebook 03)
-from .tokenizers import CharTokenizer
+from ..model import GPT, Block, GPTConfig
+from ..plots import COLORS, LiveLossPlot, loss_curve
+from ..tokenizers import CharTokenizer
+from ..train import TrainConfig, get_batch, train
 
 # ---------------------------------------------------------------------------------------------
 # Loss, perplexity and compute as numbers
@@ -177,24 +177,21 @@ def tiny_run(data: torch.Tensor, vocab_size: int, lr: float, steps: int = 150, b
              seed: int = 0) -> list[float]:
     """Train a 2-layer, 32-channel model for ``steps`` AdamW steps at a constant ``lr``; return the
     training loss of every step (a diverged run reports its non-finite losses as 99)."""
-    from .train import get_batch, train_step
-
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or not 0 < lr <= 100:
         raise ValueError(f"learning rate must be a number in (0, 100], got {lr!r}")
     if not isinstance(steps, int) or not 1 <= steps <= 5000:
         raise ValueError(f"steps must be an integer in 1..5000, got {steps!r}")
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=vocab_size, **TINY))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(steps):
-        x, y = get_batch(data, TINY["block_size"], batch_size, g)
-        loss = train_step(model, opt, (x, y))
-        if not math.isfinite(loss):
-            losses += [99.0] * (steps - len(losses))
-            break
-        losses.append(loss)
+    with torch.random.fork_rng():               # the weights' seed, without touching the notebook's stream
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(vocab_size=vocab_size, **TINY))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr, warmup_steps=0, weight_decay=0.0,
+                      grad_clip=0.0, eval_interval=1, seed=seed)
+    diverged = lambda record: not math.isfinite(record.get("train_loss", 0.0))  # noqa: E731
+    history = train(model, None, None, cfg, callback=diverged, progress=False,
+                    batch_fn=lambda g: get_batch(data, TINY["block_size"], batch_size, g))
+    losses = [r["train_loss"] for r in history if "train_loss" in r]
+    if losses and not math.isfinite(losses[-1]):
+        losses = losses[:-1] + [99.0] * (steps - len(losses) + 1)
     return losses
 
 
@@ -218,29 +215,15 @@ def lr_figure(curves: dict[float, Sequence[float]], title: str = "Learning-rate 
 # ---------------------------------------------------------------------------------------------
 
 
-def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> None:
-    """``causal_mask(T)`` must return a (T, T) bool tensor, True where query i may look at key j (j <= i)."""
-    for T in (1, 2, 5, 8):
-        mask = causal_mask(T)
-        assert isinstance(mask, torch.Tensor), f"causal_mask({T}) returned {type(mask).__name__}, not a tensor"
-        assert mask.shape == (T, T), f"causal_mask({T}) has shape {tuple(mask.shape)}, expected ({T}, {T})"
-        assert mask.dtype == torch.bool, f"causal_mask({T}) has dtype {mask.dtype}; use a bool tensor"
-        expected = torch.ones(T, T, dtype=torch.bool).tril()
-        if not torch.equal(mask, expected):
-            i, j = (mask != expected).nonzero()[0].tolist()
-            reason = ("a token may see itself and every earlier token" if expected[i, j]
-                      else "that key is in the future")
-            raise AssertionError(f"for T={T}, entry [{i}, {j}] is {bool(mask[i, j])}, expected "
-                                 f"{bool(expected[i, j])}: {reason}")
-    # and it really blocks the future: changing later tokens leaves earlier outputs unchanged
-    torch.manual_seed(0)
-    q, k, v = torch.randn(3, 1, 6, 4).unbind(0)
-    mask = causal_mask(6)
-    out1 = (q @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf")).softmax(-1) @ v
-    k2, v2 = k.clone(), v.clone()
-    k2[:, 4:], v2[:, 4:] = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
-    out2 = (q @ k2.transpose(-2, -1)).masked_fill(~mask, float("-inf")).softmax(-1) @ v2
-    assert torch.allclose(out1[:, :4], out2[:, :4]), "changing future tokens changed earlier outputs"
+def check_training_flops(fn: Callable[[float, float], float]) -> None:
+    """``fn(params, tokens)`` must give the training compute 6·N·D (forward 2·N·D plus backward 4·N·D)."""
+    for n, d in ((1e6, 1e9), (234_912, 5e6), (7e9, 2e12)):
+        got = fn(n, d)
+        assert isinstance(got, (int, float)) and not isinstance(got, bool), f"return a number, got {got!r}"
+        want = training_flops(n, d)
+        if math.isclose(got, want / 3, rel_tol=1e-6):
+            raise AssertionError("that is the forward pass only (2·N·D): the backward pass costs about twice as much")
+        assert math.isclose(got, want, rel_tol=1e-6), f"for N={n:g}, D={d:g} expected {want:.3g} FLOPs, got {got:.3g}"
 
 
 def block_parameters_reference(n_embd: int) -> int:
