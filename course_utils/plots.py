@@ -94,14 +94,15 @@ class LivePlot:
 
     def __init__(self, series: Mapping[str, str], title: str = "Training live", x: str = "step",
                  y_title: str = "", colors: Mapping[str, str] | None = None, log_y: bool = False,
-                 y_range: Sequence[float] | None = None):
-        self.series, self.x, self.history = dict(series), x, []
-        colors = colors or {}
+                 y_range: Sequence[float] | None = None, y_scale: float = 1.0, x_title: str | None = None,
+                 lines: Mapping[str, dict] | None = None):
+        self.series, self.x, self.y_scale, self.history = dict(series), x, y_scale, []
+        colors, lines = colors or {}, lines or {}
         fig = go.Figure()
         for i, (key, name) in enumerate(self.series.items()):
-            fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name,
-                                     line=dict(color=colors.get(key, PALETTE[i % len(PALETTE)]))))
-        fig.update_layout(title=title, xaxis_title=x, yaxis_title=y_title, height=380,
+            line = {"color": colors.get(key, PALETTE[i % len(PALETTE)]), **lines.get(key, {})}
+            fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, line=line))
+        fig.update_layout(title=title, xaxis_title=x_title or x, yaxis_title=y_title, height=380,
                           margin=dict(l=60, r=20, t=50, b=50))
         if log_y:
             fig.update_yaxes(type="log")
@@ -115,7 +116,7 @@ class LivePlot:
             for trace, key in zip(self.widget.data, self.series):
                 rows = [r for r in self.history if key in r]
                 trace.x = [r[self.x] for r in rows]
-                trace.y = [r[key] for r in rows]
+                trace.y = [self.y_scale * r[key] for r in rows]
 
 
 class LiveLossPlot(LivePlot):

@@ -28,11 +28,10 @@ re-creates the shipped results of the slower recipes (see ``main``).
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -40,9 +39,10 @@ import torch.nn.functional as F
 
 from . import world as _world
 from .model import GPT, GPTConfig
+from .runtime import set_threads
 from .tokenizers import WordTokenizer
 from .train import TrainConfig, train
-from .world import ROLES, SUBSETS, Fact, check_disjoint  # noqa: F401  (re-exported)
+from .world import ROLES, SUBSETS, Fact, check_disjoint  # noqa: F401  (re-exported for older imports)
 
 RECIPES = ("plain", "both_directions", "reverse_training")
 SEP, REV = "<s>", "<rev>"
@@ -315,9 +315,10 @@ def run_experiment(seed: int = 0, n_people: int = 150, recipe: str = "plain",
     train_data = token_stream(training_sentences(world, recipe), tok, seed=seed)
     heldout = [flatten(fill(N2D_HELDOUT if f.subset == "n2d" else D2N_HELDOUT, f)) for f in world if f.subset != "both"]
     val_data = token_stream(heldout, tok, repeats=2, seed=seed + 1)
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, tie_weights=cfg.tie_weights))
+    with torch.random.fork_rng():          # seeded weights, without touching the caller's random stream
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                              n_head=cfg.n_head, n_embd=cfg.n_embd, tie_weights=cfg.tie_weights))
 
     def on_eval(record: dict):
         acc = evaluate(model, tok, world, ranks=False, recipe=recipe)
@@ -348,153 +349,6 @@ def summary(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in drop and not k.endswith("_rank_percentiles")}
 
 
-# --------------------------------------------------------------------------- looking inside
-@torch.no_grad()
-def top_names(model: GPT, tok: WordTokenizer, world: Sequence[Fact], prompt: str, k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` names of the world the model finds most likely after ``prompt``, with
-    P(name | prompt) = P(first name) * P(surname | first name)."""
-    if not isinstance(k, int) or not 1 <= k <= len(world):
-        raise ValueError(f"k must be an integer in 1..{len(world)}, got {k!r}")
-    words = prompt.split()
-    if not words:
-        raise ValueError("the prompt is empty; try 'the composer of <title> is called'")
-    if len(words) + 3 > model.config.block_size:
-        raise ValueError(f"the prompt has {len(words)} words; at most {model.config.block_size - 3} fit the model's context")
-    tok.encode(words)                                  # clear error for unknown words
-    names = [f.name for f in world]
-    scores = sequence_logprobs(model, tok, [[SEP] + words] * len(names), names)
-    best = scores.topk(k)
-    return [(" ".join(names[i]), math.exp(v)) for v, i in zip(best.values.tolist(), best.indices.tolist())]
-
-
-def check_wrong_answers(result: dict) -> dict:
-    """The wrong reverse answers about n2d facts (where the model must name someone): how many are
-    a well-formed name (a first name followed by a surname of this world) and how many are exactly
-    the full name of another person. Fluent, confident, wrong."""
-    world = result["world"]
-    names = {" ".join(f.name) for f in world}
-    firsts, lasts = {f.name[0] for f in world}, {f.name[1] for f in world}
-    wrong = [e for e in result["reverse_examples"] if e["subset"] == "n2d" and not e["correct"]]
-    formed = [e for e in wrong if len(e["model"].split()) == 2 and e["model"].split()[0] in firsts
-              and e["model"].split()[1] in lasts]
-    other = [e for e in wrong if e["model"] in names]
-    n = max(1, len(wrong))
-    return {"wrong": len(wrong), "well_formed": len(formed), "other_person": len(other),
-            "well_formed_share": len(formed) / n, "other_person_share": len(other) / n}
-
-
-# --------------------------------------------------------------------------- plots
-ACC_KEYS = (("same_direction_accuracy_n2d", "same direction, N2D facts", "#1f77b4", "solid"),
-            ("same_direction_accuracy_d2n", "same direction, D2N facts", "#17becf", "dash"),
-            ("reverse_accuracy_n2d", "reverse, N2D facts", "#d62728", "solid"),
-            ("reverse_accuracy_d2n", "reverse, D2N facts", "#ff7f0e", "dash"))
-
-
-def accuracy_curves(history: Sequence[dict], title: str = "Accuracy during training"):
-    """Same-direction and reverse exact-match accuracy (per subset) against training step."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for key, label, color, dash in ACC_KEYS:
-        fig.add_trace(go.Scatter(x=[r["step"] for r in history if key in r],
-                                 y=[100 * r[key] for r in history if key in r], name=label,
-                                 mode="lines+markers", line=dict(color=color, dash=dash)))
-    fig.update_layout(title=title, xaxis_title="training step", yaxis_title="exact match (%)",
-                      yaxis_range=[-3, 103], height=380, margin=dict(l=60, r=20, t=50, b=50))
-    return fig
-
-
-class LiveAccuracyPlot:
-    """``accuracy_curves`` that grows while the model trains: pass ``plot.update`` as callback."""
-
-    def __init__(self, title: str = "Reversal curse: accuracy during training"):
-        import plotly.graph_objects as go
-
-        self.history: list[dict] = []
-        self.widget = go.FigureWidget(accuracy_curves([], title))
-
-    def update(self, record: dict) -> None:
-        self.history.append(dict(record))
-        with self.widget.batch_update():
-            for trace, (key, *_rest) in zip(self.widget.data, ACC_KEYS):
-                trace.x = [r["step"] for r in self.history]
-                trace.y = [100 * r[key] for r in self.history]
-
-
-def accuracy_bars(results: dict[str, dict], title: str = "Four accuracies per recipe"):
-    """Grouped bars: for each recipe, same/reverse exact match on the N2D and D2N subsets."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    recipes = list(results)
-    for key, label, color, _ in ACC_KEYS:
-        vals = [100 * results[r][key] for r in recipes]
-        fig.add_trace(go.Bar(x=recipes, y=vals, name=label, marker_color=color,
-                             texttemplate="%{y:.0f}", textposition="outside"))
-    fig.update_layout(title=title, barmode="group", yaxis_title="exact match (%)", yaxis_range=[0, 112],
-                      height=400, margin=dict(l=60, r=20, t=50, b=50))
-    return fig
-
-
-def rank_histogram(result: dict, title: str = "Where does the correct answer rank?"):
-    """Histogram of the correct answer's rank percentile, same direction against reverse."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for key, label, color in (("same_direction_rank_percentiles", "same direction", "#1f77b4"),
-                              ("reverse_rank_percentiles", "reverse direction", "#d62728")):
-        fig.add_trace(go.Histogram(x=result[key], name=label, marker_color=color, opacity=0.7,
-                                   xbins=dict(start=0, end=100.01, size=10)))
-    fig.add_vline(x=50, line_dash="dot", annotation_text="chance")
-    fig.update_layout(title=title, barmode="overlay", height=360,
-                      xaxis_title="rank percentile of the correct answer among 20 wrong ones (0 = ranked first)",
-                      yaxis_title="questions", margin=dict(l=60, r=20, t=50, b=50))
-    return fig
-
-
-# --------------------------------------------------------------------------- exercise checkers
-def check_reverse_units(fn: Callable[[Sequence], list[str]]) -> None:
-    """Exercise: entity-preserving reversal."""
-    cases = [[("Hilvor", "Mornelka"), "is", "the", "composer", "of",
-              ("Ithquinic", "Pelfenum"), "."],
-             ["ever", "heard", "of", ("Ka", "Lis"), "?"], [("A", "B")], ["a", "b", "c"]]
-    for units in cases:
-        got = fn(units)
-        want = reverse_units(units)
-        assert isinstance(got, list), f"return a list of words, got {type(got).__name__}"
-        if got == flatten(units)[::-1] and got != want:
-            raise AssertionError("you also reversed the words inside names and titles: 'Mornelka Hilvor' is a "
-                                 "different name; keep each tuple (name, title) in its own order")
-        assert got == want, f"for {units} expected {want}, got {got}"
-
-
-def check_rank_percentile(fn: Callable[[float, Sequence[float]], float]) -> None:
-    """Exercise: Berglund's rank percentile (ties count half)."""
-    cases = [(-1.0, [-5.0, -4.0, -3.0]), (-9.0, [-1.0, -2.0]), (-2.0, [-1.0, -3.0, -2.0, -4.0]),
-             (0.0, [0.0]), (-3.0, [-1.0, -5.0])]
-    for correct, others in cases:
-        got, want = fn(correct, others), rank_percentile(correct, others)
-        assert isinstance(got, (int, float)), f"return a number, got {type(got).__name__}"
-        assert abs(got - want) < 1e-9, (f"rank_percentile({correct}, {others}) should be {want:g} "
-                                        f"(percent of wrong answers scoring higher; ties count half), got {got}")
-    g = random.Random(0)
-    chance = [fn(g.gauss(0, 1), [g.gauss(0, 1) for _ in range(20)]) for _ in range(2000)]
-    assert abs(sum(chance) / len(chance) - 50) < 3, "a random correct answer should average 50 (chance)"
-
-
-def check_answer_logprob(fn: Callable, model: GPT, tok: WordTokenizer, world: Sequence[Fact]) -> None:
-    """Exercise: log P(multi-token answer | prompt) by the chain rule."""
-    for f in list(world)[:3] + list(world)[-3:]:
-        for prompt, answer in ((fill("{n} is remembered as", f), f.description), (fill("{d} is called", f), f.name)):
-            prompt = [SEP] + flatten(prompt)
-            got = fn(model, tok, prompt, list(answer))
-            want = sequence_logprobs(model, tok, [prompt], [answer])[0].item()
-            got = float(got)
-            assert got <= 1e-6, f"a log-probability is <= 0, got {got:.3f}"
-            assert abs(got - want) < 1e-3, (f"log P({' '.join(answer)!r} | {' '.join(prompt)!r}) should be "
-                                            f"{want:.4f}, got {got:.4f}")
-
-
 def load_results(path: str | pathlib.Path = RESULTS_PATH) -> dict:
     """The shipped results of ``main`` (JSON written by ``run_experiment`` runs)."""
     path = pathlib.Path(path)
@@ -516,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n-people", type=int, default=150)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     runs = []
     for recipe in args.recipes:
         for seed in args.seeds:

@@ -135,57 +135,6 @@ def test_untrained_model_is_at_chance_and_greedy_answers_have_answer_length():
     assert [len(a) for a in rv.greedy_answers(model, tok, qs)] == [len(q.answer) for q in qs]
 
 
-def test_top_names_validates_input():
-    world = rv.make_world(30, 0)
-    tok = rv.make_tokenizer(world)
-    model = _random_model(tok)
-    top = rv.top_names(model, tok, world, "the composer of " + " ".join(world[0].title) + " is called", k=3)
-    assert len(top) == 3 and all(0 < p <= 1 for _, p in top) and top[0][1] >= top[-1][1]
-    with pytest.raises(ValueError, match="Zorglub"):
-        rv.top_names(model, tok, world, "the composer of Zorglub is called")
-    with pytest.raises(ValueError, match="k must"):
-        rv.top_names(model, tok, world, "the", k=0)
-    with pytest.raises(ValueError, match="empty"):
-        rv.top_names(model, tok, world, "   ")
-
-
-# ----------------------------------------------------------------------------- exercise checkers
-def test_check_reverse_units():
-    rv.check_reverse_units(rv.reverse_units)
-    with pytest.raises(AssertionError, match="inside names"):
-        rv.check_reverse_units(lambda units: rv.flatten(units)[::-1])
-    with pytest.raises(AssertionError):
-        rv.check_reverse_units(lambda units: rv.flatten(units))
-
-
-def test_check_rank_percentile():
-    rv.check_rank_percentile(rv.rank_percentile)
-    with pytest.raises(AssertionError):   # forgets the ties
-        rv.check_rank_percentile(lambda c, d: 100.0 * sum(x > c for x in d) / len(d))
-    with pytest.raises(AssertionError):   # counts the wrong side
-        rv.check_rank_percentile(lambda c, d: 100.0 * sum(x < c for x in d) / len(d))
-
-
-def test_check_answer_logprob():
-    world = rv.make_world(30, 0)
-    tok = rv.make_tokenizer(world)
-    model = _random_model(tok)
-
-    def right(model, tok, prompt, answer):
-        ids, total = tok.encode(prompt), 0.0
-        for word in answer:
-            total += F.log_softmax(model(torch.tensor([ids])).logits[0, -1], -1)[tok.stoi[word]].item()
-            ids.append(tok.stoi[word])
-        return total
-
-    def first_token_only(model, tok, prompt, answer):
-        return F.log_softmax(model(torch.tensor([tok.encode(prompt)])).logits[0, -1], -1)[tok.stoi[answer[0]]].item()
-
-    rv.check_answer_logprob(right, model, tok, world)
-    with pytest.raises(AssertionError):
-        rv.check_answer_logprob(first_token_only, model, tok, world)
-
-
 def test_run_experiment_rejects_bad_arguments():
     with pytest.raises(ValueError, match="recipe"):
         rv.run_experiment(0, 60, "augment")
