@@ -69,6 +69,16 @@ def cpu_recipe(vocab_size: int, **overrides) -> tuple[GPTConfig, TrainConfig]:
     return GPTConfig(vocab_size=vocab_size, **model_kw), TrainConfig(**train_kw)
 
 
+def _recipe_default(field_name: str):
+    """What the command line uses when a setting is not given: the CPU recipe, else the dataclass default."""
+    for part, cls in (("model", GPTConfig), ("train", TrainConfig)):
+        if field_name in CPU_RECIPE[part]:
+            return CPU_RECIPE[part][field_name]
+        if field_name in cls.__dataclass_fields__:
+            return cls.__dataclass_fields__[field_name].default
+    raise KeyError(field_name)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
     if step < cfg.warmup_steps:
@@ -270,16 +280,15 @@ def main(argv: list[str] | None = None) -> dict:
     src.add_argument("--data", help="UTF-8 text file: first 90%% train, last 10%% validation")
     src.add_argument("--corpus", choices=["small", "full"], help="the course's Shakespeare corpus")
     p.add_argument("--out", required=True, help="folder for model.safetensors + config.json")
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--block-size", type=int, default=128)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--pos-encoding", choices=["learned", "sinusoidal"], default="learned")
+    # Every model and training setting defaults to the benchmarked CPU recipe (CPU_RECIPE, then TrainConfig).
+    for f in ("n_layer", "n_head", "n_embd", "block_size"):
+        p.add_argument("--" + f.replace("_", "-"), type=int, default=None, help=f"default: {_recipe_default(f)}")
+    p.add_argument("--dropout", type=float, default=None, help=f"default: {_recipe_default('dropout')}")
+    p.add_argument("--pos-encoding", choices=["learned", "sinusoidal"], default=None, help="default: learned")
     for f in ("steps", "batch_size", "warmup_steps", "eval_interval", "eval_batches", "seed"):
-        p.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(TrainConfig, f))
+        p.add_argument("--" + f.replace("_", "-"), type=int, default=None, help=f"default: {_recipe_default(f)}")
     for f in ("lr", "min_lr", "weight_decay", "beta2", "grad_clip"):
-        p.add_argument("--" + f.replace("_", "-"), type=float, default=getattr(TrainConfig, f))
+        p.add_argument("--" + f.replace("_", "-"), type=float, default=None, help=f"default: {_recipe_default(f)}")
     p.add_argument("--keep-best", action="store_true", help="save the weights with the best val loss")
     p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds of training")
     p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None)
@@ -288,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     set_threads(args.threads)
-    seed_everything(args.seed)
+    seed_everything(args.seed if args.seed is not None else TrainConfig.seed)
     device = get_device(args.device)
     if args.corpus:
         from . import assets
@@ -301,10 +310,9 @@ def main(argv: list[str] | None = None) -> dict:
         train_text, val_text = text[:cut], text[cut:]
         tokenizer = CharTokenizer.from_text(text)
     train_data, val_data = encode_text(train_text, tokenizer), encode_text(val_text, tokenizer)
-    model_cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-                          n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout,
-                          pos_encoding=args.pos_encoding)
-    cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    given = {f: getattr(args, f) for f in (*GPTConfig.__dataclass_fields__, *TrainConfig.__dataclass_fields__)
+             if f != "vocab_size" and getattr(args, f, None) is not None}
+    model_cfg, cfg = cpu_recipe(tokenizer.vocab_size, **given)
     model = GPT(model_cfg).to(device)
     print(f"{model.num_parameters():,} parameters | {len(train_data):,} train / {len(val_data):,} val tokens "
           f"| device {device}", flush=True)

@@ -163,3 +163,15 @@ def test_loss_fn_replaces_the_objective():
     history = train(model, None, None, cfg, progress=False, loss_fn=loss_fn,
                     batch_fn=lambda g: torch.randint(8, (2, 4), generator=g))
     assert len(calls) == 5 and history[-1]["train_loss"] >= 0
+
+
+def test_command_line_defaults_are_the_cpu_recipe(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 300, encoding="utf-8")
+    main(["--data", str(text), "--out", str(tmp_path / "m"), "--steps", "3", "--no-progress", "--threads", "1"])
+    meta = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    for key, value in CPU_RECIPE["model"].items():
+        assert meta["model"][key] == value, key
+    for key in ("batch_size", "lr", "min_lr", "warmup_steps"):
+        assert meta["train"][key] == CPU_RECIPE["train"][key], key
+    assert meta["train"]["steps"] == 3
