@@ -21,9 +21,6 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 PROMPT = "The history of the printing press begins"
-PASSAGE = ("The printing press is a machine that presses inked type onto paper. Before it, books were copied "
-           "by hand, which was slow and costly. In the fifteenth century, movable metal type made it possible "
-           "to print many copies of the same page quickly, and books became cheaper and more common.")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     model, tok = load_smollm2(verbose=False)
     ids = tok.encode(PROMPT)
-    passage = tok.encode(PASSAGE)
+    passage = tok.encode(decode.PASSAGE)
     bandwidth = decode.memory_bandwidth()
     n = args.tokens
     print(f"SmolLM2-135M, {n} greedy tokens after {PROMPT!r}, {args.threads} thread(s); "
