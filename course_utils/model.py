@@ -100,6 +100,14 @@ class KVCache:
     def __len__(self) -> int:
         return 0 if self.k[0] is None else self.k[0].size(2)
 
+    def crop(self, length: int) -> None:
+        """Keep only the first ``length`` positions (drop rejected tokens in speculative decoding)."""
+        if not isinstance(length, int) or not 0 <= length <= len(self):
+            raise ValueError(f"crop length must be an integer in [0, {len(self)}], got {length!r}")
+        for i in range(len(self.k)):
+            if self.k[i] is not None:
+                self.k[i], self.v[i] = self.k[i][:, :, :length], self.v[i][:, :, :length]
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
