@@ -68,6 +68,7 @@ class LanguageModel:
     name = "model"
     vocab_size = 0
     max_context: int | None = None
+    slides = False          # True: past max_context the window slides (the course GPT) instead of failing
 
     def __init__(self):
         self._logit_cache: dict[tuple, torch.Tensor] = {}
@@ -135,28 +136,16 @@ class LanguageModel:
         return ids, self._logit_cache[key]
 
     @torch.inference_mode()
-    def generate(self, prompts: str | list[str], max_new_tokens: int, knobs: Knobs = Knobs(), seed: int = 0,
-                 n: int = 1, nudge: dict[int, tuple[int, float]] | None = None, progress: bool = False) -> Generation:
-        """Sample ``n`` continuations of ``prompts`` (one str, or a list of prompts with equal token counts).
+    def generate_ids(self, ids: torch.Tensor, max_new_tokens: int, knobs: Knobs = Knobs(),
+                     generator: torch.Generator | None = None, nudge: dict[int, tuple[int, float]] | None = None,
+                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The one generation loop of the course: append ``max_new_tokens`` tokens to ``ids`` (B, T).
 
-        Uses a KV cache. ``seed`` fixes the sampling; ``nudge={step: (token, delta)}`` adds
-        ``delta`` to one token's logit at that step (the fork experiment).
+        Each step asks the model for the next-token logits (``_next`` keeps the KV cache), applies
+        the knobs and samples with ``generator``; ``nudge={step: (token, delta)}`` adds ``delta`` to
+        one token's logit at that step (the fork experiment). Returns (all ids, log p of each chosen
+        token under the raw model (B, steps), top-1 minus top-2 logit before each choice (B, steps)).
         """
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
-        rows = [self.prompt_ids(p) for p in prompts]
-        if len({len(r) for r in rows}) != 1:
-            raise ValueError(f"batched prompts need equal token counts, got {sorted({len(r) for r in rows})}")
-        ids = torch.tensor(rows)
-        if self.max_context is not None and ids.size(1) + max_new_tokens > self.max_context:
-            raise ValueError(f"prompt ({ids.size(1)} tokens) + {max_new_tokens} new tokens exceeds the "
-                             f"{self.max_context}-token context of {self.name}")
-        g = torch.Generator().manual_seed(seed)
         penalty = knobs.repetition_penalty != 1.0
         state, logps, margins = None, [], []
         steps = range(max_new_tokens)
@@ -170,22 +159,52 @@ class LanguageModel:
                 token, delta = nudge[step]
                 logits = logits.clone()
                 logits[:, token] += delta
-            nxt = sampling.sample(logits, **knobs.kwargs(), generator=g, context=ids if penalty else None)
+            nxt = sampling.sample(logits, **knobs.kwargs(), generator=generator, context=ids if penalty else None)
             logps.append(logits.log_softmax(-1).gather(-1, nxt)[:, 0])
             margins.append(sampling.top2_margin(logits))
             ids = torch.cat([ids, nxt], dim=1)
+        empty = torch.zeros(ids.size(0), 0)
+        return (ids, torch.stack(logps, 1) if logps else empty, torch.stack(margins, 1) if margins else empty)
+
+    def generate(self, prompts: str | list[str], max_new_tokens: int, knobs: Knobs = Knobs(), seed: int = 0,
+                 n: int = 1, nudge: dict[int, tuple[int, float]] | None = None, progress: bool = False) -> Generation:
+        """Sample ``n`` continuations of ``prompts`` (one str, or a list of prompts with equal token counts).
+
+        Uses a KV cache; ``seed`` fixes the sampling (see :meth:`generate_ids`).
+        """
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+        rows = [self.prompt_ids(p) for p in prompts]
+        if len({len(r) for r in rows}) != 1:
+            raise ValueError(f"batched prompts need equal token counts, got {sorted({len(r) for r in rows})}")
+        ids = torch.tensor(rows)
+        if not self.slides and self.max_context is not None and ids.size(1) + max_new_tokens > self.max_context:
+            raise ValueError(f"prompt ({ids.size(1)} tokens) + {max_new_tokens} new tokens exceeds the "
+                             f"{self.max_context}-token context of {self.name}")
+        ids, logps, margins = self.generate_ids(ids, max_new_tokens, knobs, torch.Generator().manual_seed(seed),
+                                                nudge, progress)
         new = ids[:, len(rows[0]):].tolist()
-        return Generation(rows, new, [self.decode(r) for r in new], torch.stack(logps, 1),
-                          torch.stack(margins, 1), knobs)
+        return Generation(rows, new, [self.decode(r) for r in new], logps, margins, knobs)
 
 
 class CourseGPT(LanguageModel):
-    """The course's character-level GPT (``checkpoints.load_checkpoint``)."""
+    """The course's GPT (``checkpoints.load_checkpoint``); ``tokenizer`` may be None for ids-only use.
 
-    def __init__(self, model, tokenizer, name: str = "Shakespeare char GPT"):
+    Generation past the context slides the window: when the cache is full it is rebuilt from
+    the last ``block_size - 1`` tokens. ``use_cache=False`` re-reads the whole window every step.
+    """
+
+    slides = True
+
+    def __init__(self, model, tokenizer, name: str = "Shakespeare char GPT", use_cache: bool = True):
         super().__init__()
-        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
-        self.vocab_size = tokenizer.vocab_size
+        self.model, self.tokenizer, self.name, self.use_cache = model.eval(), tokenizer, name, use_cache
+        self.vocab_size = tokenizer.vocab_size if tokenizer is not None else model.config.vocab_size
         self.max_context = model.config.block_size
 
     def encode(self, text: str) -> list[int]:
@@ -196,8 +215,12 @@ class CourseGPT(LanguageModel):
 
     def _next(self, state, ids):
         from .model import KVCache
-        if state is None:
-            state, fed = KVCache(self.model.config.n_layer), ids
+        block = self.model.config.block_size
+        if not self.use_cache:
+            return self.model(ids[:, -block:]).logits[:, -1, :], None
+        if state is None or len(state) >= block:        # first step, or the cache is full: (re)build it
+            state = KVCache(self.model.config.n_layer)
+            fed = ids[:, -(block - 1):] if ids.size(1) >= block else ids
         else:
             fed = ids[:, -1:]
         return self.model(fed, cache=state).logits[:, -1, :], state

@@ -255,32 +255,19 @@ class GPT(nn.Module):
                  generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); temperature 0 is greedy.
 
-        With ``use_cache`` every step feeds only the newest token and reuses the cached
-        keys and values; when the context is full the window slides and the cache is rebuilt.
+        The loop is the course's one generation path, :meth:`course_utils.lm.LanguageModel.generate_ids`:
+        with ``use_cache`` every step feeds only the newest token and reuses the cached keys and
+        values; when the context is full the window slides and the cache is rebuilt.
         """
-        from .sampling import sample
+        from .lm import CourseGPT, Knobs
 
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         was_training = self.training
-        self.eval()
-        block = self.config.block_size
-        cache, fed = None, None
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits = self(idx[:, -block:]).logits[:, -1, :]
-            else:
-                if cache is None or len(cache) >= block:
-                    cache = KVCache(self.config.n_layer)
-                    fed = idx[:, -(block - 1):] if idx.size(1) >= block else idx
-                else:
-                    fed = idx[:, -1:]
-                logits = self(fed, cache=cache).logits[:, -1, :]
-            nxt = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                         generator=generator)
-            idx = torch.cat([idx, nxt], dim=1)
+        knobs = Knobs(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+        out = CourseGPT(self, None, use_cache=use_cache).generate_ids(idx, max_new_tokens, knobs, generator)[0]
         self.train(was_training)
-        return idx
+        return out
 
     # ------------------------------------------------------------- save/load
     def save(self, folder: str | os.PathLike, **extra) -> pathlib.Path:

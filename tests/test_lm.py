@@ -42,8 +42,7 @@ def test_generate_bad_inputs(char_lm):
         char_lm.generate("€", 5)
     with pytest.raises(ValueError, match="prompt is empty"):
         char_lm.next_logits("")
-    with pytest.raises(ValueError, match="exceeds the 256-token context"):
-        char_lm.generate("ab", 300)
+    assert len(char_lm.generate("ab", 300).new_ids[0]) == 300        # the course GPT slides its window
     with pytest.raises(ValueError, match="max_new_tokens"):
         char_lm.generate("ab", 0)
     with pytest.raises(ValueError, match="equal token counts"):
@@ -82,3 +81,17 @@ def test_smollm2_chat_template_and_scoring():
     paris, rome = smol.continuation_logprobs("The capital of France is", [" Paris", " Rome"])
     assert paris > rome
     assert "Paris" in smol.chat("What is the capital of France?", max_new_tokens=12)
+    with pytest.raises(ValueError, match="exceeds the 8,192-token context|exceeds the 8192-token context"):
+        smol.generate("Hi", 9000)
+
+
+def test_one_generation_path_for_the_course_gpt(char_lm):
+    """GPT.generate and the adapter share one loop: same tokens, also past the context (the window slides)."""
+    prompt = "ROMEO:\n"
+    n = char_lm.max_context + 20
+    via_adapter = char_lm.generate(prompt, n, lm.Knobs(temperature=0.9), seed=5).new_ids[0]
+    ids = torch.tensor([char_lm.encode(prompt)])
+    via_model = char_lm.model.generate(ids, n, temperature=0.9, generator=torch.Generator().manual_seed(5))
+    assert via_model[0, ids.size(1):].tolist() == via_adapter
+    no_cache = char_lm.model.generate(ids, 30, temperature=0, use_cache=False)
+    assert torch.equal(no_cache, char_lm.model.generate(ids, 30, temperature=0))
