@@ -217,7 +217,7 @@ def eval_metrics(model, tok, world: World) -> dict[str, float]:
 
 def train_world_model(recipe: Recipe = Recipe(), abstain: bool = False, model: GPT | None = None,
                       steps: int | None = None, callback=None, time_limit: float | None = None,
-                      progress: bool = True):
+                      progress: bool = True, train_seed: int | None = None):
     """Train (or, given ``model``, fine-tune) the world model with ``train.train``; (model, tok, world, history)."""
     world = make_world(recipe.n_people, recipe.n_readers, recipe.seed)
     tok = make_tokenizer(world)
@@ -225,7 +225,8 @@ def train_world_model(recipe: Recipe = Recipe(), abstain: bool = False, model: G
     ex = training_examples(world, abstain=abstain)
     cfg = TrainConfig(steps=steps or recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, min_lr=recipe.lr / 10,
                       warmup_steps=min(100, (steps or recipe.steps) // 10),
-                      eval_interval=max(10, min(100, (steps or recipe.steps) // 8)), seed=recipe.seed,
+                      eval_interval=max(10, min(100, (steps or recipe.steps) // 8)),
+                      seed=recipe.seed if train_seed is None else train_seed,
                       time_limit=time_limit)
     hist = train(model, None, None, cfg, callback=callback, progress=progress,
                  batch_fn=batch_sampler(ex, tok, recipe.batch_size, recipe.open_share),
