@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from . import world as _world
 from .model import GPT, GPTConfig
-from .runtime import set_threads
+from .runtime import seeded, set_threads
 from .tokenizers import WordTokenizer
 from .train import TrainConfig, train
 from .world import ROLES, SUBSETS, Fact, check_disjoint  # noqa: F401  (re-exported for older imports)
@@ -315,8 +315,7 @@ def run_experiment(seed: int = 0, n_people: int = 150, recipe: str = "plain",
     train_data = token_stream(training_sentences(world, recipe), tok, seed=seed)
     heldout = [flatten(fill(N2D_HELDOUT if f.subset == "n2d" else D2N_HELDOUT, f)) for f in world if f.subset != "both"]
     val_data = token_stream(heldout, tok, repeats=2, seed=seed + 1)
-    with torch.random.fork_rng():          # seeded weights, without touching the caller's random stream
-        torch.manual_seed(seed)
+    with seeded(seed):                     # seeded weights, without touching the caller's random stream
         model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
                               n_head=cfg.n_head, n_embd=cfg.n_embd, tie_weights=cfg.tie_weights))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import contextlib
 import random
 import warnings
 
@@ -48,6 +49,18 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """``with seeded(seed): model = GPT(cfg)``: torch's global generator is seeded inside the block
+    and restored afterwards, so library code can build seeded weights without touching the caller's
+    random stream (``torch.random.fork_rng`` plus ``torch.manual_seed``)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 def get_device(prefer: str | None = None) -> torch.device:

@@ -54,3 +54,17 @@ def test_exercise_check_reports_pass_fail_and_not_attempted(capsys):
     assert exercises.check("crash", crash) is False
     out = capsys.readouterr().out
     assert "1 + 1 should be 2" in out and "IndexError" in out and "not attempted" in out
+
+
+def test_seeded_builds_repeatable_weights_without_touching_the_global_stream():
+    import torch
+
+    from course_utils.runtime import seeded
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    with seeded(3):
+        a = torch.randn(4)
+    with seeded(3):
+        b = torch.randn(4)
+    assert torch.equal(a, b) and torch.equal(torch.rand(2), expected)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..model import GPT, GPTConfig, attention, causal_mask
 from ..plots import heatmap, replace_figure, show_token
+from ..runtime import seeded
 from ..train import TrainConfig, train
 
 
@@ -532,8 +533,7 @@ def induction_model(n_layer: int, task: InductionTask = InductionTask(), n_head:
         raise ValueError(f"n_layer must be 1, 2 or 3, got {n_layer!r}")
     if not 0 < qkv_init_std <= 1:
         raise ValueError(f"qkv_init_std must be in (0, 1], got {qkv_init_std!r}")
-    with torch.random.fork_rng():          # seeded weights, without touching the notebook's random stream
-        torch.manual_seed(seed)
+    with seeded(seed):                     # seeded weights, without touching the notebook's random stream
         model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=n_layer, n_head=n_head,
                               n_embd=n_embd, mlp=False))
         # GPT-2's init (std 0.02) makes every score q·k almost 0: attention starts uniform and sits on a long
@@ -756,4 +756,4 @@ def check_attention_row(answer: Sequence[float], q: Sequence[float] = ROW_QUERY,
     unscaled = np.array(attention_row(q, keys, scale=1.0))
     if np.allclose(got, unscaled, atol=0.01) and not np.allclose(got, want, atol=0.01):
         raise AssertionError("close: now divide the scores by √d = √2 before the softmax")
-    assert np.allclose(got, want, atol=0.01), f"not quite: expected weights within 0.01 of the softmax of q·k/√2"
+    assert np.allclose(got, want, atol=0.01), "not quite: expected weights within 0.01 of the softmax of q·k/√2"

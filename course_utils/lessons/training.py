@@ -16,6 +16,7 @@ import torch
 from ..model import GPT, Block, GPTConfig
 from ..plots import COLORS, LiveLossPlot, loss_curve
 from ..tokenizers import CharTokenizer
+from ..runtime import seeded
 from ..train import TrainConfig, get_batch, train
 
 # ---------------------------------------------------------------------------------------------
@@ -181,8 +182,7 @@ def tiny_run(data: torch.Tensor, vocab_size: int, lr: float, steps: int = 150, b
         raise ValueError(f"learning rate must be a number in (0, 100], got {lr!r}")
     if not isinstance(steps, int) or not 1 <= steps <= 5000:
         raise ValueError(f"steps must be an integer in 1..5000, got {steps!r}")
-    with torch.random.fork_rng():               # the weights' seed, without touching the notebook's stream
-        torch.manual_seed(seed)
+    with seeded(seed):                          # the weights' seed, without touching the notebook's stream
         model = GPT(GPTConfig(vocab_size=vocab_size, **TINY))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr, warmup_steps=0, weight_decay=0.0,
                       grad_clip=0.0, eval_interval=1, seed=seed)
