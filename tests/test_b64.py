@@ -1,7 +1,6 @@
 """course_utils.b64 (the core Base64) against Python's base64 module."""
 import base64
 import binascii
-import math
 import random
 
 import pytest

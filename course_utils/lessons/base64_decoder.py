@@ -244,8 +244,9 @@ def train_decoder(words: Sequence[str], cfg: DecoderConfig, monitor: Sequence[st
 def decode_batch(dec: Decoder, encoded: Sequence[str]) -> list[str]:
     """Greedy decoding: the model's plain text (``N_BYTES`` characters) for each Base64 string."""
     idx = torch.tensor([dec.reader.encode_input(e) for e in encoded])
-    out = dec.model.generate(idx, N_BYTES, temperature=0.0)
-    return [TOKENIZER.decode(row[dec.reader.n_input + 1:]) for row in out]   # skip the input and ":"
+    out = dec.model.generate(idx, N_BYTES, temperature=0.0)[:, dec.reader.n_input + 1:]   # skip the input and ":"
+    # An untrained group reader may write a group id: not a plain character, shown as "?" (always wrong).
+    return ["".join(TOKENIZER.symbols[i] if i < TOKENIZER.vocab_size else "?" for i in row) for row in out.tolist()]
 
 
 @torch.no_grad()

@@ -162,3 +162,16 @@ def test_group_reader_trained_at_offset_0_fails_at_other_offsets(seed):
     assert acc[0] > 0.8 and acc[0] - max(acc[1:]) > 0.2, acc
     rnd = bm.random_strings([len(w) for w in test], seed=seed)
     assert bm.evaluate(dec, rnd, 0)["char_accuracy"] < acc[0] - 0.4
+
+
+def test_an_untrained_group_reader_can_be_evaluated():
+    words = ["thee", "thou", "caesar", "rome"]
+    dec = bm.train_decoder(words, bm.DecoderConfig(offsets=(0,), reader="groups", steps=1), progress=False)
+
+    class WritesGroupIds:                              # stands in for the model: every output is a group id
+        def generate(self, idx, n, temperature):
+            return torch.cat([idx, torch.full((len(idx), n), bm.TOKENIZER.vocab_size + 1)], 1)
+
+    dec.model = WritesGroupIds()
+    r = bm.evaluate(dec, words, 0)
+    assert r["char_accuracy"] == 0.0 and set("".join(r["decoded"])) == {"?"}

@@ -1,5 +1,4 @@
 """course_utils.lessons.quantization (notebook 05): exercise checkers, widgets, figures and drivers."""
-import math
 
 import pytest
 import torch
