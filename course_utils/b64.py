@@ -1,4 +1,4 @@
-"""Base64 written from scratch, plus the helpers notebook 07 needs.
+"""Base64 written from scratch: encode, decode, and which characters carry which bytes.
 
 Base64 turns every 3 bytes (24 bits) into 4 characters of 6 bits each, taken from a
 64-character alphabet. A last group of 1 or 2 bytes is filled with zero bits and marked
@@ -10,14 +10,14 @@ every group after it.
     >>> decode("Q2F0")
     b'Cat'
 
-The helpers ``layout``, ``at_offset`` and ``layout_figure`` show which characters come
-from which bytes; the ``check_*`` functions are the notebook's exercise checkers.
+``char_sources``, ``bytes_of_char`` and ``chars_of_byte`` say which characters come from which
+bytes; ``at_offset`` shifts a text within its 3-byte groups. Notebook 07's figures, token
+counts and checkers live in :mod:`course_utils.lessons.base64`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 PAD = "="
@@ -162,127 +162,3 @@ def encoded_length(n_bytes: int, padding: bool = True) -> int:
     if not isinstance(n_bytes, int) or n_bytes < 0:
         raise ValueError(f"n_bytes must be a whole number >= 0, got {n_bytes!r}")
     return 4 * math.ceil(n_bytes / 3) if padding else math.ceil(8 * n_bytes / 6)
-
-
-def token_pieces(text: str, encoding) -> list[str]:
-    """How a tiktoken ``encoding`` splits ``text``: the list of token strings."""
-    return [encoding.decode_single_token_bytes(t).decode("utf-8", "replace") for t in encoding.encode(text)]
-
-
-def token_counts(text: str, encodings: dict) -> dict[str, dict[str, int]]:
-    """Token counts of ``text`` and of its Base64, for each named tiktoken encoding."""
-    b64 = encode(text)
-    return {name: {"plain": len(enc.encode(text)), "base64": len(enc.encode(b64))}
-            for name, enc in encodings.items()}
-
-
-def group_aligned_cuts(pieces: Sequence[str]) -> tuple[int, int]:
-    """How many token boundaries inside the text fall on a 4-character group boundary: (aligned, total)."""
-    pos, aligned, total = 0, 0, 0
-    for piece in pieces[:-1]:
-        pos += len(piece)
-        total += 1
-        aligned += pos % 4 == 0
-    return aligned, total
-
-
-# ------------------------------------------------------------------- the figure
-GROUP_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"]
-LAYOUT_TITLE = "Base64 layout: bytes (top) and the characters that encode them (bottom)"
-
-
-def _show_byte(b: int) -> str:
-    return chr(b) if 33 <= b < 127 else ("␣" if b == 32 else f"{b:02X}")
-
-
-def layout_figure(text: str, offset: int = 0, tokens: Sequence[str] | None = None, max_bytes: int = 24,
-                  title: str = LAYOUT_TITLE):
-    """A plotly figure on a shared bit axis: the UTF-8 bytes of ``text`` (8 bits each) on top,
-    the Base64 characters (6 bits each) below, coloured by 3-byte group, optionally a row of
-    ``tokens`` (pieces of the Base64 string, e.g. from :func:`token_pieces`) at the bottom.
-
-    ``offset`` (0, 1 or 2) puts that many filler spaces (grey) in front of the text.
-    """
-    import plotly.graph_objects as go
-
-    data = at_offset(text, offset)
-    if len(data) > max_bytes:
-        raise ValueError(f"text is {len(data)} bytes with the offset; the figure shows at most {max_bytes} "
-                         f"(shorten it)")
-    sources = char_sources(data)
-    fig = go.Figure()
-    rows = {"bytes": 2.0, "base64": 1.0, "tokens": 0.0}
-
-    def box(x0, x1, y, color, label, hover, opacity=0.85):
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y - 0.4, y1=y + 0.4, line=dict(color="white", width=2),
-                      fillcolor=color, opacity=opacity, layer="below")
-        xs.append((x0 + x1) / 2), ys.append(y), labels.append(label), hovers.append(hover)
-
-    xs, ys, labels, hovers = [], [], [], []
-    for i, b in enumerate(data):
-        color = "#bbbbbb" if i < offset else GROUP_COLORS[(i // 3) % len(GROUP_COLORS)]
-        kind = "filler byte" if i < offset else "text byte"
-        box(8 * i, 8 * i + 8, rows["bytes"], color, _show_byte(b),
-            f"byte {i} ({kind}): {b} = 0x{b:02X} = {b:08b}<br>group {i // 3}")
-    for s in sources:
-        color = "#dddddd" if s.padding else GROUP_COLORS[s.group % len(GROUP_COLORS)]
-        hover = (f"char {s.index}: '=' padding (no data)" if s.padding else
-                 f"char {s.index}: '{s.char}' = {s.value} = {s.bits}<br>bits of bytes "
-                 + ", ".join(f"{b} (bits {lo}-{hi})" if b < len(data) else f"zero fill ({hi - lo + 1} bits)"
-                             for b, lo, hi in s.byte_bits))
-        box(6 * s.index, 6 * s.index + 6, rows["base64"], color, s.char, hover)
-    if tokens is not None:
-        pos = 0
-        for j, piece in enumerate(tokens):
-            x0, x1 = 6 * pos, 6 * (pos + len(piece))
-            box(x0, x1, rows["tokens"], ["#cccccc", "#999999"][j % 2], piece,
-                f"token {j}: '{piece}' covers Base64 chars {pos}-{pos + len(piece) - 1}")
-            pos += len(piece)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="text", text=labels, hovertext=hovers, hoverinfo="text",
-                             textfont=dict(size=14, color="black"), showlegend=False))
-    n_bits = max(8 * len(data), 6 * len(sources), 6)
-    for g in range(0, n_bits + 1, 24):           # group boundaries
-        fig.add_vline(x=g, line=dict(color="black", width=1, dash="dot"))
-    shown_rows = ["bytes", "base64"] + (["tokens"] if tokens is not None else [])
-    fig.update_yaxes(tickmode="array", tickvals=[rows[r] for r in shown_rows],
-                     ticktext=["UTF-8 bytes", "Base64 chars", "tokens"][:len(shown_rows)],
-                     range=[min(rows[r] for r in shown_rows) - 0.6, 2.6], showgrid=False, zeroline=False)
-    fig.update_xaxes(title="bit position (dotted lines: 24-bit groups = 3 bytes = 4 characters)",
-                     range=[-2, n_bits + 2], showgrid=False, zeroline=False)
-    fig.update_layout(title=title, height=260 + 60 * (tokens is not None), margin=dict(l=100, r=20, t=50, b=50),
-                      plot_bgcolor="white")
-    return fig
-
-
-# --------------------------------------------------------------- exercise checks
-def check_encoded_length(fn: Callable[[int], int]) -> None:
-    """Exercise: the student's ``fn(n_bytes)`` must give the padded Base64 length for 0..100 bytes."""
-    for n in range(101):
-        got, want = fn(n), encoded_length(n)
-        assert got == want, f"for {n} bytes you said {got} characters, but Base64 needs {want}"
-
-
-def check_encode_group(fn: Callable[[bytes], str]) -> None:
-    """Exercise: ``fn(three_bytes)`` must encode exactly 3 bytes into 4 characters."""
-    cases = [b"Cat", b"Man", b"\x00\x00\x00", b"\xff\xff\xff", b"\xfb\xef\xbe", b"abc", b"\x01\x02\x03", b"?>~"]
-    for case in cases:
-        got, want = fn(case), encode(case)
-        assert isinstance(got, str), f"return a str, got {type(got).__name__}"
-        assert got == want, f"{case!r} should encode to {want!r}, you returned {got!r}"
-
-
-def check_decode_group(fn: Callable[[str], bytes]) -> None:
-    """Exercise: ``fn(four_chars)`` must decode 4 Base64 characters (no padding) into 3 bytes."""
-    cases = ["Q2F0", "TWFu", "AAAA", "////", "+/+/", "aGVs", "YWJj", "Zm9v"]
-    for case in cases:
-        got, want = fn(case), decode(case)
-        assert isinstance(got, (bytes, bytearray)), f"return bytes, got {type(got).__name__}"
-        assert bytes(got) == want, f"{case!r} should decode to {want!r}, you returned {bytes(got)!r}"
-
-
-def check_count_chars(answers: dict[str, int]) -> None:
-    """Exercise: predicted padded Base64 lengths for a few strings (mind the UTF-8 bytes!)."""
-    for text, got in answers.items():
-        want = len(encode(text))
-        assert got == want, (f"{text!r} is {len(text.encode('utf-8'))} UTF-8 bytes, so its Base64 has {want} "
-                             f"characters, not {got}")

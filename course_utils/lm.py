@@ -2,7 +2,8 @@
 
 :class:`LanguageModel` is what the notebooks talk to: ``encode``/``decode``, cached next-token
 logits (sliders never re-run the model), seeded batched generation with a KV cache, the
-log-probability of a continuation (to score answer options without generating), and a chat
+log-probability of a continuation (to score answer options without generating), the mean
+next-token loss over a token tensor (:func:`sequence_loss`, also behind ``train.full_loss``), and a chat
 template for instruction-tuned models. :class:`CourseGPT` wraps :class:`course_utils.model.GPT`,
 :class:`HFModel` wraps a transformers causal LM such as SmolLM2; :func:`wrap` is the one place
 that tells them apart.
@@ -61,6 +62,38 @@ class Generation:
         return self.logprobs.mean(-1)
 
 
+# ------------------------------------------------------------------ the loss over a text
+@torch.inference_mode()
+def sequence_loss(logits_fn, ids: torch.Tensor, window: int, batch_size: int = 8, device=None) -> float:
+    """Mean next-token cross-entropy (nats) over a 1-D token tensor, every target counted once.
+
+    ``ids`` is cut into consecutive non-overlapping windows of ``window`` inputs; the last, shorter
+    window (if any) is scored too. ``logits_fn(x)`` maps a batch of ids (B, T) to logits (B, T, V).
+    The same ``ids`` give comparable numbers for any model (before and after quantization).
+    """
+    import torch.nn.functional as F
+
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a whole number >= 1, got {window!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or len(ids) < 2:
+        raise ValueError(f"ids must be a 1-D tensor of at least 2 tokens, got {getattr(ids, 'shape', ids)!r}")
+    n_targets = len(ids) - 1
+    n_full = n_targets // window
+    x = ids[: n_full * window].view(n_full, window)
+    y = ids[1: n_full * window + 1].view(n_full, window)
+    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n_full, batch_size)]
+    if n_full * window < n_targets:                      # the final, shorter window
+        batches.append((ids[n_full * window:-1][None], ids[n_full * window + 1:][None]))
+    total = 0.0
+    for xb, yb in batches:
+        logits = logits_fn(xb.to(device) if device is not None else xb).float()
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), yb.to(logits.device).reshape(-1),
+                                 reduction="sum").item()
+    return total / n_targets
+
+
 # ------------------------------------------------------------------ models
 class LanguageModel:
     """What notebook 04 needs from a model. Subclasses implement encode/decode/_next."""
@@ -114,6 +147,16 @@ class LanguageModel:
             logp = self.logits(ids)[0, len(p_ids) - 1:-1].float().log_softmax(-1)
             out.append(logp.gather(-1, torch.tensor(c_ids)[:, None]).sum().item())
         return out
+
+    def loss(self, ids: torch.Tensor, window: int | None = None, batch_size: int = 8) -> float:
+        """Mean next-token loss over a 1-D token tensor (:func:`sequence_loss`); ``window``
+        defaults to the model's context length."""
+        window = window or self.max_context
+        if window is None:
+            raise ValueError(f"{self.name} has no fixed context length: pass window=")
+        if self.max_context is not None and window > self.max_context:
+            raise ValueError(f"window={window} is longer than the {self.max_context}-token context of {self.name}")
+        return sequence_loss(self.logits, ids, window, batch_size)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if not isinstance(prompt, str):

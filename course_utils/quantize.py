@@ -13,17 +13,24 @@ Which numbers share a scale (the *granularity*) of a weight matrix ``W`` (out_fe
 ``group_size`` consecutive weights of a row (along the input dimension), ``"column"`` one per
 input channel. This is *fake* quantization (quantize, then dequantize back to float): it
 shows what the rounding costs in accuracy, not speed -- CPU PyTorch has no fast int4 kernels.
+
+Also here: whole-model sizes, the function-preserving outlier channel (:func:`inject_outlier`),
+llama.cpp's Q4_1 blocks, torch's dynamic int8 and a forward-pass timer. The loss of a model over
+a text is :meth:`course_utils.lm.LanguageModel.loss`; notebook 05's widgets and figures live in
+:mod:`course_utils.lessons.quantization`.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import math
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .lm import LanguageModel
 
 # The 16 NF4 levels, Appendix E of Dettmers et al. 2023 (QLoRA, arXiv 2305.14314), as in bitsandbytes.
 NF4_LEVELS = torch.tensor([
@@ -216,12 +223,12 @@ def quantized(model: nn.Module, bits: int = 8, scheme: str = "absmax", granulari
 def norm_linear_pairs(model: nn.Module) -> list[tuple[nn.Module, list[nn.Linear]]]:
     """Each normalization layer with the Linear layers that read its output directly.
 
-    Knows the course GPT (ln1 -> qkv, ln2 -> mlp.fc) and Llama-style Hugging Face models such as
-    SmolLM2 (input_layernorm -> q/k/v_proj, post_attention_layernorm -> gate/up_proj).
+    Knows the two layouts of the course: the course GPT's blocks (ln1 -> qkv, ln2 -> mlp.fc) and
+    Llama-style Hugging Face models such as SmolLM2 (input_layernorm -> q/k/v_proj,
+    post_attention_layernorm -> gate/up_proj). This is architecture, read from the modules' names.
     """
-    from .model import GPT
-
-    if isinstance(model, GPT):
+    blocks = getattr(model, "blocks", None)
+    if blocks is not None and hasattr(blocks[0], "ln1"):
         pairs = [(b.ln1, [b.attn.qkv]) for b in model.blocks]
         return pairs + [(b.ln2, [b.mlp.fc]) for b in model.blocks if b.mlp is not None]
     layers = getattr(getattr(model, "model", None), "layers", None)
@@ -237,12 +244,16 @@ def norm_linear_pairs(model: nn.Module) -> list[tuple[nn.Module, list[nn.Linear]
 
 @torch.no_grad()
 def inject_outlier(model: nn.Module, alpha: float = 20.0, channel: int = 0) -> nn.Module:
-    """A copy of ``model`` with one outlier input channel that does not change its function.
+    """A copy of ``model`` with one *weight* outlier column that does not change its function.
 
     For every norm -> Linear pair, the norm's gain (and bias) of ``channel`` is divided by
-    ``alpha`` and column ``channel`` of each Linear weight is multiplied by ``alpha``: the product
-    is the same, but every weight row now holds one value ``alpha`` times bigger than usual --
-    like the outlier features of large LLMs (LLM.int8(), SmoothQuant, AWQ).
+    ``alpha`` and column ``channel`` of each Linear weight is multiplied by ``alpha``. The Linear
+    computes ``sum_j W[:, j] x_j``; its input ``x_j`` is now ``alpha`` times smaller and ``W[:, j]``
+    ``alpha`` times bigger, so the product (and the model's output) is unchanged, but every weight
+    row now holds one value ``alpha`` times bigger than usual. This is SmoothQuant's own
+    per-channel rescaling (scale moved from the activations into the weights); applied to an
+    ordinary channel it turns the weights into what LLM.int8()'s *activation* outliers look like:
+    one input channel far larger than the rest, across every row.
     """
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
@@ -258,30 +269,6 @@ def inject_outlier(model: nn.Module, alpha: float = 20.0, channel: int = 0) -> n
         for lin in linears:
             lin.weight[:, channel] *= alpha
     return out.eval()
-
-
-# ------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def lm_loss(model: nn.Module, ids: torch.Tensor, window: int = 256, batch_size: int = 8) -> float:
-    """Mean next-token cross-entropy over a fixed 1-D token tensor, cut into non-overlapping windows.
-
-    Works for the course GPT and for Hugging Face causal LMs; the same ``ids`` give comparable
-    numbers before and after quantization.
-    """
-    from .model import GPT
-
-    if ids.dim() != 1 or len(ids) < window + 1:
-        raise ValueError(f"ids must be a 1-D tensor with more than window={window} tokens, got {tuple(ids.shape)}")
-    n = (len(ids) - 1) // window
-    x = ids[: n * window].view(n, window)
-    y = ids[1: n * window + 1].view(n, window)
-    total = 0.0
-    model.eval()
-    for i in range(0, n, batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        logits = model(xb).logits if isinstance(model, GPT) else model(input_ids=xb).logits
-        total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="sum").item()
-    return total / y.numel()
 
 
 # ------------------------------------------------------------ GGUF Q4_1 blocks
@@ -338,35 +325,6 @@ def gguf_summary(path) -> list[dict]:
     return sorted(rows.values(), key=lambda r: -r["weights"])
 
 
-# ------------------------------------------------------------ exercise checkers
-def check_absmax_int8(fn) -> None:
-    """Exercise: ``fn(x) -> (q, scale)`` for a 1-D tensor, absmax int8 with one scale."""
-    g = torch.Generator().manual_seed(7)
-    for x in (torch.randn(16, generator=g), torch.randn(100, generator=g) * 5, torch.tensor([0.5, -2.0, 1.0, 0.0])):
-        out = fn(x.clone())
-        assert isinstance(out, tuple) and len(out) == 2, "return a tuple (q, scale)"
-        q, scale = out
-        q = torch.as_tensor(q)
-        assert q.dtype == torch.int8, f"q should be torch.int8 (use .to(torch.int8)), got {q.dtype}"
-        assert q.shape == x.shape, f"q should have the shape of x {tuple(x.shape)}, got {tuple(q.shape)}"
-        scale = float(scale)
-        assert math.isclose(scale, x.abs().max().item() / 127, rel_tol=1e-5), \
-            f"scale should be max|x| / 127 = {x.abs().max().item() / 127:.6f}, got {scale:.6f}"
-        assert int(q.abs().max()) == 127, "the largest |x| should map to +-127"
-        ref, _ = absmax_quantize(x.view(1, -1), 8)
-        assert torch.equal(q, ref.view(-1)), "some codes differ from round(x / scale): round, don't truncate"
-
-
-def check_int4_size_gb(answer: float, params: float = 7e9, group_size: int = 64) -> None:
-    """Exercise: bytes of a ``params`` model at 4 bits + one fp16 scale per ``group_size`` weights, in GB (1e9)."""
-    truth = params * bits_per_weight(4, group_size) / 8 / 1e9
-    assert isinstance(answer, (int, float)), f"return a number of GB, got {type(answer).__name__}"
-    assert not math.isclose(answer, params * 4 / 8 / 1e9, rel_tol=1e-3), \
-        "close, but you forgot the scales: one 16-bit number per group of 64 weights"
-    assert not math.isclose(answer, params * 4 / 1e9, rel_tol=1e-3), "that's bits, not bytes: divide by 8"
-    assert math.isclose(answer, truth, rel_tol=0.01), f"{answer} GB is not right (within 1%)"
-
-
 # ------------------------------------------------------ real int8 on the CPU
 def dynamic_int8(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
     """A copy of ``model`` with torch's dynamic int8 Linear layers (int8 weights per tensor; each
@@ -390,13 +348,13 @@ def state_dict_bytes(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def time_forward(model: nn.Module, ids: torch.Tensor, repeats: int = 3) -> dict:
-    """Best-of-``repeats`` CPU and wall seconds of one forward pass on ``ids`` (1, T), after a warm-up."""
+def time_forward(lm: "LanguageModel", ids: torch.Tensor, repeats: int = 3) -> dict:
+    """Best-of-``repeats`` CPU and wall seconds of one forward pass of a :class:`course_utils.lm.LanguageModel`
+    on ``ids`` (1, T), after a warm-up."""
     import time
-    from .model import GPT
 
     def run():
-        return model(ids) if isinstance(model, GPT) else model(input_ids=ids)
+        return lm.logits(ids)
 
     run()
     cpu, wall = [], []
@@ -409,178 +367,22 @@ def time_forward(model: nn.Module, ids: torch.Tensor, repeats: int = 3) -> dict:
 
 
 @torch.no_grad()
-def activation_outliers(model: nn.Module, ids: torch.Tensor) -> list[dict]:
-    """For every quantizable Linear: the largest and the median |input activation| on ``ids`` (1, T),
-    and the input channel holding the largest one. Sorted by max/median, biggest first."""
-    from .model import GPT
-
+def activation_outliers(lm: "LanguageModel", ids: torch.Tensor) -> list[dict]:
+    """For every quantizable Linear of a :class:`course_utils.lm.LanguageModel`: the largest and the median
+    |input activation| on ``ids`` (1, T), and the input channel holding the largest one. Sorted by
+    max/median, biggest first."""
     rows, hooks = [], []
-    for name, mod in quantizable_linears(model):
+    for name, mod in quantizable_linears(lm.model):
         def hook(mod, inp, out, name=name):
             a = inp[0].detach().abs().reshape(-1, inp[0].shape[-1]).float()
             rows.append({"layer": name, "max |x|": a.max().item(), "median |x|": a.median().item(),
                          "channel": int(a.amax(0).argmax())})
         hooks.append(mod.register_forward_hook(hook))
     try:
-        model(ids) if isinstance(model, GPT) else model(input_ids=ids)
+        lm.logits(ids)
     finally:
         for h in hooks:
             h.remove()
     for r in rows:
         r["max / median"] = r["max |x|"] / max(r["median |x|"], 1e-12)
     return sorted(rows, key=lambda r: -r["max / median"])
-
-
-# ------------------------------------------------------------------- plots
-SCHEME_COLORS = {"original": "#444444", "absmax": "#1f77b4", "zeropoint": "#ff7f0e", "group": "#2ca02c",
-                 "nf4": "#9467bd"}
-
-
-def vector_schemes(x: torch.Tensor, bits: int = 4, group_size: int = 8) -> dict[str, torch.Tensor]:
-    """``x`` (1-D) dequantized under absmax, zero-point, per-group absmax and NF4 (4 bits only)."""
-    out = {"absmax": fake_quantize(x, bits, "absmax", "tensor"),
-           "zeropoint": fake_quantize(x, bits, "zeropoint", "tensor"),
-           "group": fake_quantize(x, bits, "absmax", "group", group_size)}
-    if bits == 4:
-        out["nf4"] = fake_quantize(x, 4, "nf4", "tensor")
-    return out
-
-
-def vector_quantizer(n: int = 16, seed: int = 0, group_size: int = 8):
-    """Widget: ``n`` values from N(0, 1), the last one an outlier you set; every scheme's
-    dequantized values and errors, redrawn live."""
-    import ipywidgets as widgets
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    if n % group_size:
-        raise ValueError(f"group_size={group_size} must divide n={n}")
-    base = torch.randn(n, generator=torch.Generator().manual_seed(seed))
-    outlier = widgets.FloatSlider(value=1.0, min=-20.0, max=20.0, step=0.5, description="outlier",
-                                  continuous_update=False)
-    bits = widgets.IntSlider(value=4, min=2, max=8, description="bits", continuous_update=False)
-    fig = go.FigureWidget(make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                                        row_heights=[0.6, 0.4],
-                                        subplot_titles=("values", "error = dequantized - original")))
-    names = ["original", "absmax", "zeropoint", "group", "nf4"]
-    labels = {"original": "original", "absmax": "absmax (1 scale)", "zeropoint": "zero-point (1 scale + offset)",
-              "group": f"absmax per group of {group_size}", "nf4": "NF4 (1 scale)"}
-    for name in names:
-        fig.add_scatter(x=list(range(n)), y=[0] * n, mode="markers", name=labels[name], row=1, col=1,
-                        marker=dict(color=SCHEME_COLORS[name], size=11 if name == "original" else 8,
-                                    symbol="circle-open" if name == "original" else "x"))
-    for name in names[1:]:
-        fig.add_bar(x=list(range(n)), y=[0] * n, name=labels[name], showlegend=False, row=2, col=1,
-                    marker_color=SCHEME_COLORS[name])
-    fig.update_layout(title="Vector quantization: original vs dequantized", height=560, barmode="group",
-                      margin=dict(l=60, r=20, t=80, b=40))
-    fig.update_xaxes(title_text="index (the last value is the outlier)", row=2, col=1)
-    mse = widgets.HTML()
-
-    def redraw(_=None):
-        x = base.clone()
-        x[-1] = outlier.value
-        deq = vector_schemes(x, bits.value, group_size)
-        parts = []
-        with fig.batch_update():
-            fig.data[0].y = x.tolist()
-            for i, name in enumerate(names[1:]):
-                visible = name in deq
-                y = deq[name] if visible else torch.zeros(n)
-                fig.data[1 + i].y, fig.data[1 + i].visible = y.tolist(), visible
-                fig.data[5 + i].y, fig.data[5 + i].visible = (y - x).tolist(), visible
-                if visible:
-                    err = ((y - x)[:-1] ** 2).mean().item()
-                    parts.append(f"{labels[name]}: <b>{err:.4f}</b>")
-        mse.value = "Mean squared error on the 15 ordinary values: " + " &nbsp;|&nbsp; ".join(parts) + \
-            ("" if bits.value == 4 else " &nbsp;(NF4 exists only at 4 bits)")
-
-    outlier.observe(redraw, names="value")
-    bits.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox([outlier, bits]), mse, fig])
-
-
-def levels_figure() -> "go.Figure":
-    """The 16 int4 absmax levels vs the 16 NF4 levels on [-1, 1], over a standard normal density
-    scaled to the same range (what NF4 is designed for)."""
-    import plotly.graph_objects as go
-
-    int4 = torch.arange(-7, 8) / 7
-    xs = torch.linspace(-1, 1, 201)
-    # N(0,1) quantiles up to ~ the 0.9677 quantile (1.848) are mapped to +-1 in QLoRA's construction
-    density = torch.exp(-0.5 * (xs * 1.848) ** 2)
-    fig = go.Figure()
-    fig.add_scatter(x=xs.tolist(), y=(density * 0.9).tolist(), mode="lines", name="normal density (scaled)",
-                    line=dict(color="#bbbbbb"))
-    fig.add_scatter(x=int4.tolist(), y=[0.3] * len(int4), mode="markers", name="int4 absmax levels (15 used)",
-                    marker=dict(symbol="line-ns-open", size=22, color=SCHEME_COLORS["absmax"], line_width=2))
-    fig.add_scatter(x=NF4_LEVELS.tolist(), y=[0.6] * 16, mode="markers", name="NF4 levels (16)",
-                    marker=dict(symbol="line-ns-open", size=22, color=SCHEME_COLORS["nf4"], line_width=2))
-    fig.update_layout(title="Where the 4-bit levels sit", height=320, yaxis=dict(visible=False),
-                      xaxis_title="value / absmax of the block", margin=dict(l=30, r=20, t=50, b=50))
-    return fig
-
-
-def loss_vs_bits_figure(rows: list[dict], baseline: float, title: str) -> "go.Figure":
-    """Validation loss against bits, one line per granularity. ``rows``: dicts with bits,
-    granularity and loss."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for gran in dict.fromkeys(r["granularity"] for r in rows):
-        pts = sorted((r["bits"], r["loss"]) for r in rows if r["granularity"] == gran)
-        fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=gran)
-    fig.add_hline(y=baseline, line_dash="dot", annotation_text="fp32")
-    fig.update_layout(title=title, xaxis_title="bits per weight (before scales)", yaxis_title="validation loss (nats)",
-                      height=380, margin=dict(l=60, r=20, t=50, b=50))
-    fig.update_xaxes(autorange="reversed", dtick=1)
-    return fig
-
-
-def model_quantizer(model: nn.Module, ids: torch.Tensor, sample=None, window: int = 256):
-    """Widget: pick bits, scheme, granularity and an outlier strength, press the button, and get the
-    validation loss, the size and (if ``sample(model) -> str`` is given) a text sample.
-
-    NF4 is only offered at 4 bits: choosing it pins the bits slider to 4.
-    """
-    import ipywidgets as widgets
-
-    base = lm_loss(model, ids, window)
-    bits = widgets.IntSlider(value=4, min=2, max=8, description="bits", continuous_update=False)
-    scheme = widgets.Dropdown(options=list(SCHEMES), value="absmax", description="scheme")
-    gran = widgets.Dropdown(options=list(GRANULARITIES), value="row", description="granularity")
-    group = widgets.Dropdown(options=[16, 32, 64], value=32, description="group size")
-    alpha = widgets.FloatSlider(value=1.0, min=1.0, max=50.0, step=1.0, description="outlier α",
-                                continuous_update=False)
-    button = widgets.Button(description="Quantize and evaluate", button_style="primary", icon="play")
-    result = widgets.HTML()
-
-    def on_scheme(_=None):
-        if scheme.value == "nf4":
-            bits.value, bits.disabled = 4, True
-        else:
-            bits.disabled = False
-
-    def run(_=None):
-        button.disabled, result.value = True, "<i>quantizing and evaluating...</i>"
-        try:
-            src = inject_outlier(model, alpha.value) if alpha.value != 1.0 else model
-            q = quantize_model(src, bits.value, scheme.value, gran.value, group.value)
-            loss = lm_loss(q, ids, window)
-            size = model_bytes(model, bits.value, scheme.value, gran.value, group.value)
-            text = ""
-            if sample is not None:
-                import html
-                text = f"<pre style='white-space:pre-wrap'>{html.escape(sample(q))}</pre>"
-            result.value = (f"validation loss <b>{loss:.4f}</b> (fp32: {base:.4f}, change {loss - base:+.4f}) "
-                            f"&nbsp;|&nbsp; size {size:,} bytes (fp32: {model_bytes(model):,})" + text)
-        except ValueError as exc:       # e.g. a group size that does not divide a layer
-            result.value = f"<span style='color:#cf222e'>{exc}</span>"
-        finally:
-            button.disabled = False
-
-    scheme.observe(on_scheme, names="value")
-    button.on_click(run)
-    run()
-    return widgets.VBox([widgets.HBox([bits, scheme, gran]), widgets.HBox([group, alpha]), button, result])

@@ -117,28 +117,19 @@ def estimate_loss(model: GPT, batches) -> float:
     return total / len(batches)
 
 
-@torch.no_grad()
 def full_loss(model: GPT, data: torch.Tensor, batch_size: int = 32, max_tokens: int | None = None) -> float:
-    """Loss over a whole split: consecutive non-overlapping windows, every target counted once."""
+    """Loss over a whole split: consecutive non-overlapping windows of ``block_size``, every target
+    counted once (:func:`course_utils.lm.sequence_loss`, the one loss-over-a-text of the course)."""
+    from .lm import sequence_loss
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    T = model.config.block_size
     data = data[: max_tokens + 1] if max_tokens else data
-    n_targets = len(data) - 1
-    starts = list(range(0, n_targets, T))
-    full, last = [s for s in starts if s + T <= n_targets], [s for s in starts if s + T > n_targets]
-    total = 0.0
-    for i in range(0, len(full), batch_size):
-        rows = full[i:i + batch_size]
-        x = torch.stack([data[s:s + T] for s in rows]).to(device)
-        y = torch.stack([data[s + 1:s + 1 + T] for s in rows]).to(device)
-        total += model(x, y).loss.item() * y.numel()
-    for s in last:                                   # the final, shorter window
-        x, y = data[s:n_targets][None].to(device), data[s + 1:][None].to(device)
-        total += model(x, y).loss.item() * y.numel()
-    model.train(was_training)
-    return total / n_targets
+    try:
+        return sequence_loss(lambda x: model(x).logits, data, model.config.block_size, batch_size, device)
+    finally:
+        model.train(was_training)
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:

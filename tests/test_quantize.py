@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from course_utils import assets, checkpoints, train
+from course_utils import assets, checkpoints, lm, train
 from course_utils import quantize as Q
 
 
@@ -13,6 +13,11 @@ def course():
     model, tok, _ = checkpoints.load_checkpoint("shakespeare-char")
     ids = torch.tensor(tok.encode(assets.shakespeare("small", "val")))[:4097]
     return model, ids
+
+
+def loss(model, ids, window=256):
+    """The course GPT's loss over ``ids`` through the one adapter (lm.wrap)."""
+    return lm.wrap(model, checkpoints.load_checkpoint("shakespeare-char")[1]).loss(ids, window)
 
 
 def tiny_llama(seed=0):
@@ -102,9 +107,25 @@ def test_bad_inputs_raise_clear_errors():
         Q.inject_outlier(tiny_llama(), channel=32)
 
 
-def test_lm_loss_matches_the_trainer(course):
+def test_language_model_loss_is_the_trainers_full_loss_and_counts_a_partial_window(course):
     model, ids = course
-    assert math.isclose(Q.lm_loss(model, ids[:2049], window=256), train.full_loss(model, ids[:2049]), rel_tol=1e-5)
+    for n in (2049, 2100):                          # 8 full windows; 8 full + one of 50 targets
+        assert math.isclose(loss(model, ids[:n]), train.full_loss(model, ids[:n]), rel_tol=1e-5)
+    with torch.no_grad():                           # by hand: each window separately, summed
+        x = ids[:2099]
+        manual = sum(torch.nn.functional.cross_entropy(model(x[s:s + 256][None]).logits[0], ids[s + 1:min(s + 257, 2100)],
+                                                       reduction="sum").item() for s in range(0, 2099, 256))
+    assert math.isclose(loss(model, ids[:2100]), manual / 2099, rel_tol=1e-5)
+    smol_like = lm.HFModel(tiny_llama(), None)
+    ids = torch.randint(0, 50, (40,), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = smol_like.model(input_ids=ids[None, :-1]).logits[0]
+    assert math.isclose(smol_like.loss(ids, window=39), torch.nn.functional.cross_entropy(logits, ids[1:]).item(),
+                        rel_tol=1e-5)
+    with pytest.raises(ValueError, match="window=300 is longer than the 256-token context"):
+        loss(model, ids, window=300)
+    with pytest.raises(ValueError, match="1-D tensor"):
+        loss(model, ids[None])
 
 
 def test_quantize_model_works_on_a_copy_and_sizes_add_up(course):
@@ -152,10 +173,10 @@ def test_outlier_injection_preserves_function(course, seed):
 def test_outlier_claims_hold_for_other_channels(course, channel):
     """int8 is nearly free; with the outlier, int4 per-row collapses while groups and per-column recover."""
     model, ids = course
-    base = Q.lm_loss(model, ids)
-    assert Q.lm_loss(Q.quantize_model(model, 8, "absmax", "row"), ids) - base < 0.01
+    base = loss(model, ids)
+    assert loss(Q.quantize_model(model, 8, "absmax", "row"), ids) - base < 0.01
     out = Q.inject_outlier(model, 20.0, channel=channel)
-    cost = {g: Q.lm_loss(Q.quantize_model(out, 4, "absmax", g, 32), ids) - base for g in ("row", "group", "column")}
+    cost = {g: loss(Q.quantize_model(out, 4, "absmax", g, 32), ids) - base for g in ("row", "group", "column")}
     assert cost["row"] > 0.5, cost
     assert cost["row"] > 4 * cost["group"] and cost["row"] > 4 * cost["column"], cost
 
@@ -186,24 +207,6 @@ def test_q4_1_round_trip_error_is_within_half_a_step():
         Q.q4_1_dequantize(b"\x00" * 21)
 
 
-def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
-    def right(x):
-        scale = x.abs().max() / 127
-        return torch.round(x / scale).to(torch.int8), scale
-
-    Q.check_absmax_int8(right)
-    for wrong in (lambda x: ((x / (x.abs().max() / 127)).to(torch.int8), x.abs().max() / 127),   # truncates
-                  lambda x: (torch.round(x / (x.abs().max() / 127)), x.abs().max() / 127),       # float codes
-                  lambda x: (torch.round(x / (x.abs().max() / 255)).clamp(-128, 127).to(torch.int8),
-                             x.abs().max() / 255)):
-        with pytest.raises(AssertionError):
-            Q.check_absmax_int8(wrong)
-    Q.check_int4_size_gb(7e9 * 4.25 / 8 / 1e9)
-    for wrong in (3.5, 28.0, 14.0, 4.0):
-        with pytest.raises(AssertionError):
-            Q.check_int4_size_gb(wrong)
-
-
 def test_dynamic_int8_is_smaller_and_close_on_a_tiny_model():
     model = tiny_llama()
     q = Q.dynamic_int8(model)
@@ -214,20 +217,11 @@ def test_dynamic_int8_is_smaller_and_close_on_a_tiny_model():
     assert (a - b).abs().max() < 0.1 * a.abs().max()
 
 
-def test_widgets_only_offer_valid_settings(course):
-    v = Q.vector_quantizer()
-    (outlier, bits), fig = v.children[0].children, v.children[2]
-    outlier.value = 15.0
-    assert fig.data[0].y[-1] == 15.0 and fig.data[4].visible
-    bits.value = 3
-    assert not fig.data[4].visible and "only at 4 bits" in v.children[1].value
-    with pytest.raises(ValueError, match="must divide"):
-        Q.vector_quantizer(n=16, group_size=5)
+def test_timing_and_activation_outliers_take_the_adapter(course):
     model, ids = course
-    w = Q.model_quantizer(model, ids[:1025])
-    (bits, scheme, gran), result = w.children[0].children, w.children[3]
-    assert "validation loss" in result.value
-    scheme.value = "nf4"
-    assert bits.value == 4 and bits.disabled
-    scheme.value = "absmax"
-    assert not bits.disabled
+    adapter = lm.wrap(model, checkpoints.load_checkpoint("shakespeare-char")[1])
+    t = Q.time_forward(adapter, ids[:64][None], repeats=1)
+    assert t["cpu_s"] > 0 and t["wall_s"] > 0
+    rows = Q.activation_outliers(adapter, ids[:64][None])
+    assert len(rows) == len(Q.quantizable_linears(model))
+    assert rows[0]["max / median"] >= rows[-1]["max / median"] and rows[0]["max |x|"] > rows[0]["median |x|"]

@@ -106,7 +106,7 @@ def test_attention_selector_changes_heatmap(course_notebook, selector):
 
 
 # --------------------------------------------------------------------------- 05 quantization
-BIT = "button[title$='(sign)'], button[title*=' bit ']"   # course_utils.numerics.bit_explorer tooltips
+BIT = "button[title$='(sign)'], button[title*=' bit ']"   # course_utils.lessons.quantization.bit_explorer tooltips
 
 
 @pytest.mark.notebook("05_*.ipynb")

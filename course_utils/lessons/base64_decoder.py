@@ -1,4 +1,4 @@
-"""A tiny transformer that learns to decode Base64 (notebook 07).
+"""Companion of notebook 07 (Base64), the experiment: a tiny transformer that learns to decode Base64.
 
 Every example is ``<base64>:<plain>``. The plain text is always ``N_BYTES`` bytes:
 ``offset`` filler spaces, an English word (or a random string) and spaces up to the end,
@@ -11,6 +11,8 @@ Base64 and writes the plain bytes one character at a time; the loss counts only 
   with big opaque pieces: the model only knows the groups it met in training.
 
 ``evaluate`` decodes greedily and scores the word's characters, not the easy filler spaces.
+Training goes through the course's one loop, :func:`course_utils.train.train` (progress bar,
+interrupt, time limit), with this lesson's batches and accuracy as its hooks.
 """
 from __future__ import annotations
 
@@ -18,15 +20,15 @@ import collections
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
-from . import b64
-from .model import GPT, GPTConfig
-from .tokenizers import CharTokenizer
-from .train import TrainConfig, lr_at, make_optimizer, train_step
+from .. import b64, plots
+from ..model import GPT, GPTConfig
+from ..tokenizers import CharTokenizer, Vocabulary
+from ..train import TrainConfig, train
 
 N_BYTES = 9                                   # plain bytes per example (a multiple of 3: no '=' padding)
 N_CHARS = 4 * N_BYTES // 3                    # Base64 characters per example
@@ -91,21 +93,27 @@ def words_by_offset(words: Sequence[str], offsets: Sequence[int]) -> dict[int, l
     return out
 
 
-class Reader:
-    """Turns (Base64, plain) into token ids.
+class Reader(Vocabulary):
+    """Turns (Base64, plain) into token ids: a :class:`Vocabulary` of the input pieces.
 
-    ``chars``: every Base64 character is a token. ``groups``: every 4-character group is one
-    token; groups never seen in training share one "unknown" token.
+    ``chars``: every Base64 character is a token (the ids of :data:`TOKENIZER`). ``groups``: every
+    4-character group is one token; its ids follow the characters' and one "unknown" id, which
+    all groups never seen in training share.
     """
+
+    kind = "input piece"
 
     def __init__(self, kind: str = "chars", groups: Sequence[str] = ()):
         if kind not in ("chars", "groups"):
             raise ValueError(f"reader must be 'chars' or 'groups', got {kind!r}")
-        self.kind = kind
-        self.groups = sorted(set(groups)) if kind == "groups" else []
-        self.group_id = {g: TOKENIZER.vocab_size + 1 + i for i, g in enumerate(self.groups)}
+        if kind == "groups" and not groups:
+            raise ValueError("a group reader needs the groups it knows")
+        self.reader = kind
+        super().__init__(TOKENIZER.symbols if kind == "chars" else groups)
         self.unknown = TOKENIZER.vocab_size            # id of the unknown group
-        self.n_input = N_CHARS if kind == "chars" else N_CHARS // 4
+        self.first_id = 0 if kind == "chars" else TOKENIZER.vocab_size + 1
+        self.piece = 1 if kind == "chars" else 4
+        self.n_input = N_CHARS // self.piece
 
     @classmethod
     def for_training(cls, kind: str, by_offset: dict[int, Sequence[str]]) -> "Reader":
@@ -118,23 +126,27 @@ class Reader:
         return cls(kind, groups)
 
     @property
-    def vocab_size(self) -> int:
-        return TOKENIZER.vocab_size + (1 + len(self.groups) if self.kind == "groups" else 0)
+    def groups(self) -> list[str]:
+        return self.symbols if self.reader == "groups" else []
+
+    @property
+    def model_vocab_size(self) -> int:
+        """Ids the model needs: the characters, plus (group reader) the unknown id and the groups."""
+        return TOKENIZER.vocab_size + (1 + self.vocab_size if self.reader == "groups" else 0)
+
+    def split(self, encoded: str) -> list[str]:
+        return [encoded[i:i + self.piece] for i in range(0, len(encoded), self.piece)]
 
     def encode_input(self, encoded: str) -> list[int]:
         if len(encoded) != N_CHARS:
             raise ValueError(f"each Base64 input must be {N_CHARS} characters, got {encoded!r}")
-        if self.kind == "chars":
-            return TOKENIZER.encode(encoded + SEP)
-        return [self.group_id.get(encoded[i:i + 4], self.unknown) for i in range(0, N_CHARS, 4)] \
-            + TOKENIZER.encode(SEP)
+        ids = [self.first_id + self.stoi[p] if p in self.stoi else self.unknown for p in self.split(encoded)]
+        return ids + TOKENIZER.encode(SEP)
 
     def known_fraction(self, encoded: Sequence[str]) -> float:
         """Share of the input groups this reader has a token for (1.0 for the character reader)."""
-        if self.kind == "chars":
-            return 1.0
-        groups = [e[i:i + 4] for e in encoded for i in range(0, N_CHARS, 4)]
-        return sum(g in self.group_id for g in groups) / len(groups)
+        pieces = [p for e in encoded for p in self.split(e)]
+        return sum(p in self.stoi for p in pieces) / len(pieces)
 
 
 def make_batch(by_offset: dict[int, Sequence[str]], reader: Reader, batch_size: int,
@@ -152,19 +164,21 @@ def make_batch(by_offset: dict[int, Sequence[str]], reader: Reader, batch_size: 
     return x, y
 
 
+# What this lesson changes in the course defaults (GPTConfig, TrainConfig): a shallower model,
+# bigger batches, a shorter warm-up. Any field of either may be overridden in DecoderConfig.recipe.
+LESSON_RECIPE = {"n_layer": 2, "batch_size": 64, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 50}
+
+
 @dataclass
 class DecoderConfig:
+    """One decoder run: which offsets it trains at, how it reads, how long; ``recipe`` holds the
+    model/optimiser settings that differ from ``GPTConfig``/``TrainConfig`` (default :data:`LESSON_RECIPE`)."""
     offsets: tuple = (0, 1, 2)
     reader: str = "chars"
     steps: int = 300
-    batch_size: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    lr: float = 2e-3
-    warmup_steps: int = 50
     seed: int = 0
     eval_every: int = 50
+    recipe: dict = field(default_factory=lambda: dict(LESSON_RECIPE))
 
     def __post_init__(self):
         self.offsets = tuple(sorted(set(self.offsets)))
@@ -172,9 +186,18 @@ class DecoderConfig:
             raise ValueError(f"offsets must be a non-empty subset of (0, 1, 2), got {self.offsets!r}")
         if self.reader not in ("chars", "groups"):
             raise ValueError(f"reader must be 'chars' or 'groups', got {self.reader!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise ValueError(f"steps, batch_size and eval_every must be >= 1, got {self.steps}, "
-                             f"{self.batch_size}, {self.eval_every}")
+        if self.steps < 1 or self.eval_every < 1:
+            raise ValueError(f"steps and eval_every must be >= 1, got {self.steps}, {self.eval_every}")
+        unknown = set(self.recipe) - set(GPTConfig.__dataclass_fields__) - set(TrainConfig.__dataclass_fields__)
+        if unknown or {"vocab_size", "block_size", "steps", "seed", "eval_interval"} & set(self.recipe):
+            raise ValueError(f"recipe may hold GPTConfig/TrainConfig fields other than vocab_size, block_size, "
+                             f"steps, seed and eval_interval, got {sorted(self.recipe)}")
+
+    def configs(self, vocab_size: int, block_size: int) -> tuple[GPTConfig, TrainConfig]:
+        model = {k: v for k, v in self.recipe.items() if k in GPTConfig.__dataclass_fields__}
+        opt = {k: v for k, v in self.recipe.items() if k in TrainConfig.__dataclass_fields__}
+        return (GPTConfig(vocab_size=vocab_size, block_size=block_size, **model),
+                TrainConfig(steps=self.steps, seed=self.seed, eval_interval=self.eval_every, **opt))
 
 
 @dataclass
@@ -190,43 +213,30 @@ class Decoder:
 def train_decoder(words: Sequence[str], cfg: DecoderConfig, monitor: Sequence[str] | None = None,
                   callback: Callable[[dict], None] | None = None, progress: bool = True,
                   desc: str | None = None) -> Decoder:
-    """Train a fresh model on ``words`` at ``cfg.offsets``. Every ``eval_every`` steps the smoothed
-    loss and (if ``monitor`` words are given) the character accuracy at each offset are recorded
-    and passed to ``callback``."""
-    from tqdm.auto import tqdm
+    """Train a fresh model on ``words`` at ``cfg.offsets`` with :func:`course_utils.train.train`.
 
+    The model's initial weights come from ``cfg.seed`` (a forked torch RNG: the caller's random
+    stream is untouched), the batches from ``random.Random(cfg.seed)``. Every ``eval_every`` steps
+    (and at the first and last) the record holds ``train_loss`` (mean since the previous record)
+    and, if ``monitor`` words are given, ``offset 0/1/2``: the character accuracy at each offset.
+    """
     by_offset = words_by_offset(words, cfg.offsets)
     reader = Reader.for_training(cfg.reader, by_offset)
-    torch.manual_seed(cfg.seed)
-    model = GPT(GPTConfig(vocab_size=reader.vocab_size, block_size=reader.n_input + N_BYTES,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).train()
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_steps=cfg.warmup_steps,
-                       batch_size=cfg.batch_size)
-    opt = make_optimizer(model, tcfg)
-    rng = random.Random(cfg.seed)
+    model_cfg, train_cfg = cfg.configs(reader.model_vocab_size, reader.n_input + N_BYTES)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = GPT(model_cfg)
     dec = Decoder(model, reader, cfg)
+    rng = random.Random(cfg.seed)
+
+    def eval_fn(_model) -> dict:
+        return {f"offset {o}": evaluate(dec, monitor, o)["char_accuracy"] for o in (0, 1, 2)} if monitor else {}
+
     start = time.process_time()
-    bar = tqdm(range(cfg.steps), desc=desc or f"{cfg.reader} reader, offsets {cfg.offsets}", disable=not progress)
-    smoothed = None
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, tcfg)
-        x, y = make_batch(by_offset, reader, cfg.batch_size, rng)
-        loss = train_step(model, opt, (x, y), tcfg.grad_clip)
-        smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            record = {"step": step + 1, "loss": smoothed}
-            if monitor:
-                for o in (0, 1, 2):
-                    record[f"offset {o}"] = evaluate(dec, monitor, o)["char_accuracy"]
-                model.train()
-            dec.history.append(record)
-            bar.set_postfix(loss=f"{smoothed:.3f}")
-            if callback:
-                callback(record)
-    bar.close()
+    dec.history = train(model, None, None, train_cfg, callback=callback, progress=progress,
+                        batch_fn=lambda _g: make_batch(by_offset, reader, train_cfg.batch_size, rng), eval_fn=eval_fn,
+                        desc=desc or f"{cfg.reader} reader, offsets {cfg.offsets}")
     dec.cpu_seconds = time.process_time() - start
-    model.eval()
     return dec
 
 
@@ -234,8 +244,9 @@ def train_decoder(words: Sequence[str], cfg: DecoderConfig, monitor: Sequence[st
 def decode_batch(dec: Decoder, encoded: Sequence[str]) -> list[str]:
     """Greedy decoding: the model's plain text (``N_BYTES`` characters) for each Base64 string."""
     idx = torch.tensor([dec.reader.encode_input(e) for e in encoded])
-    out = dec.model.generate(idx, N_BYTES, temperature=0.0)
-    return [TOKENIZER.decode(row[dec.reader.n_input + 1:]) for row in out]   # skip the input and ":"
+    out = dec.model.generate(idx, N_BYTES, temperature=0.0)[:, dec.reader.n_input + 1:]   # skip the input and ":"
+    # An untrained group reader may write a group id: not a plain character, shown as "?" (always wrong).
+    return ["".join(TOKENIZER.symbols[i] if i < TOKENIZER.vocab_size else "?" for i in row) for row in out.tolist()]
 
 
 @torch.no_grad()
@@ -273,43 +284,49 @@ def first_char_errors(dec: Decoder, words: Sequence[str], offset: int) -> tuple[
 
 
 # ------------------------------------------------------------------ figures
-OFFSET_COLORS = ["#4e79a7", "#f28e2b", "#59a14f"]
+OFFSET_COLORS = plots.PALETTE[:3]
 
 
-class LiveAccuracy:
-    """A FigureWidget with one accuracy-vs-step line per offset; pass ``.update`` as the training callback."""
-
-    def __init__(self, title: str):
-        import plotly.graph_objects as go
-
-        self.widget = go.FigureWidget()
-        for o in (0, 1, 2):
-            self.widget.add_scatter(x=[], y=[], mode="lines+markers", name=f"offset {o}",
-                                    line=dict(color=OFFSET_COLORS[o]))
-        self.widget.update_layout(title=title, xaxis_title="training step", height=340,
-                                  yaxis=dict(title="character accuracy (held-out words)", range=[0, 1.02]),
-                                  margin=dict(l=60, r=20, t=50, b=50))
-
-    def update(self, record: dict) -> None:
-        with self.widget.batch_update():
-            for o, trace in enumerate(self.widget.data):
-                if f"offset {o}" in record:
-                    trace.x = tuple(trace.x) + (record["step"],)
-                    trace.y = tuple(trace.y) + (record[f"offset {o}"],)
+def live_accuracy(title: str) -> plots.LivePlot:
+    """A live plot of the character accuracy at each offset; pass ``.update`` as the training callback."""
+    return plots.LivePlot({f"offset {o}": f"offset {o}" for o in (0, 1, 2)}, title=title, y_title=
+                          "character accuracy (held-out words)", y_range=(0, 1.02),
+                          colors={f"offset {o}": OFFSET_COLORS[o] for o in (0, 1, 2)})
 
 
 def accuracy_bars(results: dict[str, dict[int, dict]], title: str, metric: str = "char_accuracy"):
     """Grouped bars: one group per run/word set (the keys of ``results``), one bar per offset."""
-    import plotly.graph_objects as go
-
     if metric not in ("char_accuracy", "word_accuracy"):
         raise ValueError(f"metric must be 'char_accuracy' or 'word_accuracy', got {metric!r}")
-    fig = go.Figure()
-    names = list(results)
-    for o in (0, 1, 2):
-        ys = [results[n][o][metric] if o in results[n] else None for n in names]
-        fig.add_bar(x=names, y=ys, name=f"offset {o}", marker_color=OFFSET_COLORS[o],
-                    texttemplate="%{y:.0%}", textposition="outside")
-    fig.update_layout(title=title, barmode="group", height=380, margin=dict(l=60, r=20, t=50, b=60),
-                      yaxis=dict(title=metric.replace("_", " "), range=[0, 1.12], tickformat=".0%"))
-    return fig
+    groups = {f"offset {o}": {n: r[o][metric] for n, r in results.items() if o in r} for o in (0, 1, 2)}
+    fig = plots.grouped_bars(groups, title=title, y_title=metric.replace("_", " "), text_format="%{y:.0%}",
+                             colors={f"offset {o}": OFFSET_COLORS[o] for o in (0, 1, 2)}, y_range=(0, 1.12))
+    return fig.update_yaxes(tickformat=".0%")
+
+
+def accuracy_widget(results: dict[str, dict[int, dict]], title: str):
+    """The :func:`accuracy_bars` figure with a toggle between character and word accuracy."""
+    import ipywidgets as widgets
+    import plotly.graph_objects as go
+
+    toggle = widgets.ToggleButtons(options=[("character accuracy", "char_accuracy"), ("word accuracy", "word_accuracy")],
+                                   description="show:")
+    fig = go.FigureWidget(accuracy_bars(results, title))
+    toggle.observe(lambda _=None: plots.replace_figure(fig, accuracy_bars(results, title, toggle.value)), "value")
+    return widgets.VBox([toggle, fig])
+
+
+def language_accuracy(models: dict[str, Decoder], sets: dict[str, Sequence[str]]) -> dict[str, dict[str, list[float]]]:
+    """{model name: {word-set name: [character accuracy at offsets 0, 1, 2]}}."""
+    return {name: {label: [evaluate(m, ws, o)["char_accuracy"] for o in range(3)] for label, ws in sets.items()}
+            for name, m in models.items()}
+
+
+def language_figure(lang: dict[str, dict[str, list[float]]]):
+    """Grouped bars of :func:`language_accuracy`: one bar per word set, grouped by model and offset."""
+    sets = list(next(iter(lang.values())))
+    groups = {label: {f"{name}<br>offset {o}": lang[name][label][o] for name in lang for o in range(3)}
+              for label in sets}
+    fig = plots.grouped_bars(groups, title="English words vs random strings (character accuracy)",
+                             text_format="%{y:.0%}", y_range=(0, 1.12), colors=dict(zip(sets, ("#4e79a7", "#e15759"))))
+    return fig.update_layout(height=400).update_yaxes(tickformat=".0%")
