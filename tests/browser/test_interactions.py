@@ -80,7 +80,7 @@ def test_sampling_generate_button_writes_new_text(course_notebook):
 
 
 # --------------------------------------------------------------------------- 02 attention
-EXPLORER = r"^Attention explorer"           # course_utils.attention.AttentionExplorer.TITLE
+EXPLORER = r"^Attention explorer"           # course_utils.lessons.attention_heads.AttentionExplorer.TITLE
 
 
 @pytest.mark.notebook("02_*.ipynb")
