@@ -2,7 +2,7 @@
 
 A notebook exercise is a function the student fills in and a call such as::
 
-    check("causal mask", lambda: exercises_attention.check_mask(my_mask),
+    check("causal mask", lambda: lab.check_mask_fn(my_mask),   # lab: the notebook's companion
           hints=["Which positions may token 3 look at?", "torch.tril ..."])
 
 ``check`` runs the test, shows a green tick, a red cross with the reason, or a gentle

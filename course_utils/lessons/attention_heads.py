@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..model import GPT
-from ..plots import heatmap, replace_figure, show_token
+from ..plots import error_html, heatmap, replace_figure, show_token
 
 
 # ---------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class AttentionExplorer:
         try:
             self.att = char_attention(self.model, self.tokenizer, change["new"])
         except ValueError as exc:
-            self.message.value = f"<span style='color:#cf222e'>&#10008; {exc}</span> (showing the last valid text)"
+            self.message.value = error_html(f"{exc} (showing the last valid text)")
             return
         self.message.value = ""
         self.start.max = max(0, len(self.att.tokens) - 1)

@@ -23,7 +23,7 @@ from .attention_heads import attention_heatmap
 # ---------------------------------------------------------------------------
 # Induction heads
 # ---------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class InductionTask:
     vocab_size: int = 64
     seq_len: int = 64

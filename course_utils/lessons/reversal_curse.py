@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..model import GPT
-from ..plots import LivePlot
+from ..plots import LivePlot, grouped_bars
 from ..reversal import (SEP, fill, flatten, rank_percentile, reverse_units,
                         sequence_logprobs)
 from ..tokenizers import WordTokenizer
@@ -85,17 +85,9 @@ def LiveAccuracyPlot(title: str = "Reversal curse: accuracy during training") ->
 
 def accuracy_bars(results: dict[str, dict], title: str = "Four accuracies per recipe"):
     """Grouped bars: for each recipe, same/reverse exact match on the N2D and D2N subsets."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    recipes = list(results)
-    for key, label, color, _ in ACC_KEYS:
-        vals = [100 * results[r][key] for r in recipes]
-        fig.add_trace(go.Bar(x=recipes, y=vals, name=label, marker_color=color,
-                             texttemplate="%{y:.0f}", textposition="outside"))
-    fig.update_layout(title=title, barmode="group", yaxis_title="exact match (%)", yaxis_range=[0, 112],
-                      height=400, margin=dict(l=60, r=20, t=50, b=50))
-    return fig
+    groups = {label: {r: 100 * results[r][key] for r in results} for key, label, _, _ in ACC_KEYS}
+    return grouped_bars(groups, title=title, y_title="exact match (%)", y_range=(0, 112), text_format="%{y:.0f}",
+                        colors={label: color for _, label, color, _ in ACC_KEYS})
 
 
 def rank_histogram(result: dict, title: str = "Where does the correct answer rank?"):

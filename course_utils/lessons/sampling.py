@@ -19,7 +19,7 @@ import torch
 
 from .. import sampling
 from ..lm import Knobs, LanguageModel
-from ..plots import COLORS
+from ..plots import COLORS, error_html, grouped_bars
 
 
 # ------------------------------------------------------------- text metrics
@@ -151,7 +151,7 @@ class DistributionSurgeon:
         try:
             view = surgeon_view(self.lm, self.prompt.value, self.knobs(), self.top_n)
         except ValueError as exc:
-            self.stats.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            self.stats.value = error_html(exc)
             return None
         colors = [COLORS["kept"] if k else COLORS["removed"] for k in view["kept_mask"]]
         hover = [f"token {lab}" for lab in view["labels"]]
@@ -173,7 +173,7 @@ class DistributionSurgeon:
         try:
             gen = self.lm.generate(self.prompt.value, int(self.length.value), self.knobs(), seed=self.seed)
         except ValueError as exc:
-            self.text.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            self.text.value = error_html(exc)
             return None
         self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap;border:1px solid #ddd;"
                            f"padding:6px'><b>{html.escape(self.prompt.value)}</b>{html.escape(gen.texts[0])}</div>"
@@ -203,15 +203,9 @@ def sweep_figure(temperatures, series: dict[str, list[float]], title: str) -> go
 
 def kept_bars(groups: dict[str, dict[str, float]], title: str, y_title: str, log_y: bool = False) -> go.Figure:
     """Grouped bars: groups[x label][series name] = value."""
-    xs = list(groups)
     names = list(next(iter(groups.values())))
-    fig = go.Figure([go.Bar(name=n, x=xs, y=[groups[x][n] for x in xs], texttemplate="%{y:.3~g}",
-                            textposition="outside") for n in names])
-    fig.update_layout(title=title, yaxis_title=y_title, barmode="group", height=400,
-                      margin=dict(l=60, r=20, t=50, b=50))
-    if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+    by_series = {n: {x: groups[x][n] for x in groups} for n in names}
+    return grouped_bars(by_series, title=title, y_title=y_title, text_format="%{y:.3~g}", log_y=log_y)
 
 
 def best_of_n_figure(mean_logprobs, repetition, labels=None, title: str = "Best-of-n: score vs repetition") -> go.Figure:
