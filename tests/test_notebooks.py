@@ -53,3 +53,34 @@ def test_readme_maps_every_notebook_and_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     command = re.search(r"^\./course\.sh test$", ci, re.M)
     assert command and "./course.sh test" in readme
+
+
+def test_stated_runtimes_come_from_one_measured_file():
+    """README course map and each notebook's first cell state the runtime of notebooks/runtimes.json.
+
+    The test run itself (root conftest.py) fails when a notebook's measured time disagrees with it.
+    """
+    import sys
+    sys.path.insert(0, str(ROOT / "ci"))
+    import runtimes
+
+    stated = runtimes.stated()
+    assert sorted(stated) == [p.stem for p in NOTEBOOKS], "notebooks/runtimes.json must list every notebook"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        row = next(r for r in readme.splitlines() if r.startswith(f"| [`{path.name}`]"))
+        assert row.rstrip(" |").split(" | ")[-1] == runtimes.fmt(stated[path.stem]), \
+            f"README's runtime of {path.name}: run python ci/runtimes.py --update after a test run"
+        first = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+        assert runtimes.first_cell_line(stated[path.stem]) in first, \
+            f"{path.name}'s first cell must state {runtimes.fmt(stated[path.stem])} (python ci/runtimes.py --update)"
+
+
+def test_runtime_tolerance_and_format():
+    import sys
+    sys.path.insert(0, str(ROOT / "ci"))
+    import runtimes
+
+    assert runtimes.fmt(11) == "11 s" and runtimes.fmt(84) == "1 min 24 s" and runtimes.fmt(125.4) == "2 min 05 s" and runtimes.fmt(60) == "1 min 00 s"
+    assert runtimes.agrees(60, 60) and runtimes.agrees(100, 60) and not runtimes.agrees(200, 60)
+    assert not runtimes.agrees(10, 90)
