@@ -107,21 +107,24 @@ def label_probs(lm: LanguageModel, prefix: str, suffixes: Sequence[str], system:
     if chat:
         if not isinstance(lm, HFModel):
             raise TypeError(f"chat mode needs a chat model (SmolLM2), got {lm.name}")
-        rows = [lm.chat_ids(prefix + s, system=system) for s in suffixes]
-        common = _common_prefix(rows)
-        logp = lm.prefix_next_logprobs(rows[0][:common], [r[common:] for r in rows])
+        logp = _shared_logprobs(lm, [lm.chat_ids(prefix + s, system=system) for s in suffixes])
         ids = label_ids(lm, space=False)
+    elif not prefix:                          # zero-shot, no instruction: split at the shared tokens
+        logp = _shared_logprobs(lm, [lm.prompt_ids(s) for s in suffixes])
+        ids = label_ids(lm, space=True)
     else:
         logp = lm.prefix_next_logprobs(prefix, list(suffixes))
         ids = label_ids(lm, space=True)
     return logp[:, ids].softmax(-1)
 
 
-def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix all rows share (at least 1: the prefix may not be empty)."""
+def _shared_logprobs(lm: LanguageModel, rows: Sequence[list[int]]) -> torch.Tensor:
+    """Next-token log-probs after each row of token ids, running the tokens all rows share only once."""
     n = min(len(r) for r in rows)
-    same = next((i for i in range(n) if len({r[i] for r in rows}) > 1), n)
-    return max(same, 1)
+    common = next((i for i in range(n) if len({r[i] for r in rows}) > 1), n)
+    if common == 0:                           # nothing shared: one short prompt at a time
+        return torch.cat([lm.prefix_next_logprobs(r[:1], [r[1:]]) for r in rows])
+    return lm.prefix_next_logprobs(rows[0][:common], [r[common:] for r in rows])
 
 
 def evaluate(lm: LanguageModel, demos: Sequence[Example], test: Sequence[Example], fmt: str = "colon",
@@ -133,8 +136,6 @@ def evaluate(lm: LanguageModel, demos: Sequence[Example], test: Sequence[Example
     """
     prefix = few_shot_prompt(demos, fmt, instruction) if (demos or instruction) else ""
     suffixes = [distractor + question(e.country, fmt) for e in test] + [question(CONTENT_FREE, fmt)]
-    if not prefix:                            # zero-shot without instruction: nothing to cache
-        prefix, suffixes = suffixes[0][:1], [s[1:] for s in suffixes]
     probs = label_probs(lm, prefix, suffixes)
     probs, cf = probs[:-1], probs[-1]
     if calibrate:
@@ -170,6 +171,21 @@ def order_spread(lm, demos, test, formats=("colon", "arrow", "Q/A"), n_orders: i
                              calibrated=accuracy_of(calibrate_probs(r["probs"], r["content_free"]), test),
                              last=demos[order[-1]].label, predictions=r["predictions"]))
     return rows
+
+
+def spread_figure(rows: Sequence[dict], title: str = "Same 4 examples, other format or order: accuracy"):
+    """One dot per prompt (format x order), raw and after contextual calibration."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (key, name) in enumerate((("accuracy", "raw"), ("calibrated", "calibrated"))):
+        fig.add_trace(go.Scatter(x=[r["format"] for r in rows], y=[r[key] for r in rows], mode="markers", name=name,
+                                 marker=dict(size=11, color=plots.PALETTE[i], opacity=0.8),
+                                 text=[f"order {' '.join(str(j + 1) for j in r['order'])}" for r in rows],
+                                 offsetgroup=name))
+    fig.update_layout(title=title, yaxis_title="accuracy on 24 countries", yaxis_range=[0, 1.05], height=360,
+                      scattermode="group")
+    return fig
 
 
 def accuracy_of(probs: torch.Tensor, test: Sequence[Example]) -> float:
@@ -218,32 +234,39 @@ def where_prompt(names: Sequence[str], cities: Sequence[str]) -> str:
     return "".join(f"{n} lives in {c}.\n" for n, c in zip(names, cities))
 
 
+NAMES = ("Anna", "Tom", "Maria", "John", "Sara", "Omar", "Ivan", "Lucy")
+
+
 def position_accuracy(lm: LanguageModel, n_facts: int = 6, seed: int = 0) -> list[float]:
-    """Accuracy of "Where does NAME live?" by the position of NAME's fact in a list of ``n_facts`` facts.
+    """Accuracy of "where does NAME live?" by the position of NAME's fact in a list of ``n_facts`` facts.
 
-    Invented names (``course_utils.world.make_names``) so the model cannot know the answer; the
-    facts are rotated ``n_facts`` times so every person sits at every position once, and the
-    fact list (the shared prefix) runs once per rotation. Answers are scored over the listed cities.
+    Each person gets a random city (``random.Random(seed)``), so the model cannot know the answer;
+    the list is rotated ``n_facts`` times so every person sits at every position once, and the fact
+    list (the shared prefix) runs once per rotation. Answers are scored over the listed cities.
     """
-    from ..world import make_names
-
-    if not 2 <= n_facts <= len(CITIES):
-        raise ValueError(f"n_facts must be between 2 and {len(CITIES)}, got {n_facts!r}")
-    names = [" ".join(n) for n in make_names(n_facts, seed)]
-    cities = random.Random(seed).sample(CITIES, n_facts)
-    ids = [lm.encode(" " + c) for c in cities]
-    if any(len(i) != 1 for i in ids):
-        raise ValueError(f"every city must be one token, got {ids}")
+    if not isinstance(n_facts, int) or not 2 <= n_facts <= len(CITIES):
+        raise ValueError(f"n_facts must be an integer between 2 and {len(CITIES)}, got {n_facts!r}")
+    rng = random.Random(seed)
+    names, cities = rng.sample(NAMES, n_facts), rng.sample(CITIES, n_facts)
+    ids = label_tokens(lm, cities)
     hits = [0] * n_facts
     for shift in range(n_facts):
         order = [(i + shift) % n_facts for i in range(n_facts)]
         prefix = where_prompt([names[i] for i in order], [cities[i] for i in order])
         logp = lm.prefix_next_logprobs(prefix, [f"Question: where does {names[i]} live?\nAnswer: {names[i]} lives in"
                                                 for i in order])
-        picked = logp[:, [i[0] for i in ids]].argmax(-1).tolist()
+        picked = logp[:, ids].argmax(-1).tolist()
         for pos, person in enumerate(order):
             hits[pos] += picked[pos] == person
     return [h / n_facts for h in hits]
+
+
+def label_tokens(lm: LanguageModel, words: Sequence[str]) -> list[int]:
+    """The single token of " word" for each word (ValueError if one takes several tokens)."""
+    ids = [lm.encode(" " + w) for w in words]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"every word must be one token for {lm.name}, got {dict(zip(words, ids))}")
+    return [i[0] for i in ids]
 
 
 # ------------------------------------------------------------------ loss by position (experiment 1)

@@ -137,6 +137,15 @@ def test_chat_mode_scores_match_full_chat_prompts(smol):
 
 
 @pytest.mark.slow
+def test_zero_shot_scores_match_one_prompt_at_a_time(smol):
+    questions = ["Japan:", "Spain:", "Democratic Republic of the Congo:"]
+    probs = lab.label_probs(smol, "", questions)
+    ids = lab.label_ids(smol)
+    for row, q in zip(probs, questions):
+        assert torch.allclose(row, smol.next_logits(q)[1][ids].softmax(-1), atol=1e-3)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_examples_teach_the_task(smol, seed):
     """Without an instruction, zero-shot is poor and four examples lift accuracy a lot (pilot: 29% -> 92-96%)."""
