@@ -266,7 +266,7 @@ class HFModel(LanguageModel):
         # transformers >= 5.2x renamed the forward argument past_key_values to cache
         key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         out = self.model(input_ids=torch.tensor([p_ids]), use_cache=True)
-        last, cache = out.logits[0, -1].float().log_softmax(-1), out.past_key_values
+        last, cache = out.logits[0, -1].float().log_softmax(-1), (out["cache"] if key == "cache" else out.past_key_values)
         result = torch.empty(len(rows), last.numel())
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]

@@ -89,11 +89,15 @@ def question(country: str, fmt: str = "colon") -> str:
 
 
 def label_ids(lm: LanguageModel, space: bool = True) -> list[int]:
-    """One token per label (with its leading space after a raw prompt, without at a chat answer's start)."""
-    ids = [lm.encode((" " if space else "") + label) for label in LABELS]
-    if any(len(i) != 1 for i in ids):
-        raise ValueError(f"every label must be one token for {lm.name}, got {ids}")
-    return [i[0] for i in ids]
+    """The first token of each label: with its leading space after a raw prompt, without at a chat answer's start.
+
+    Scoring the first token is exact when the first tokens differ (checked): nothing after it can
+    change which label was chosen. After a space every label is a single token in SmolLM2.
+    """
+    ids = [lm.encode((" " if space else "") + label)[0] for label in LABELS]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"the labels' first tokens must differ for {lm.name}, got {dict(zip(LABELS, ids))}")
+    return ids
 
 
 def label_probs(lm: LanguageModel, prefix: str, suffixes: Sequence[str], system: str | None = None,

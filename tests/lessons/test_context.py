@@ -148,8 +148,32 @@ def test_zero_shot_scores_match_one_prompt_at_a_time(smol):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_examples_teach_the_task(smol, seed):
-    """Without an instruction, zero-shot is poor and four examples lift accuracy a lot (pilot: 29% -> 92-96%)."""
+    """Without an instruction, four examples lift accuracy far above zero-shot (pilot, seeds 0, 1, 2: +46, +25, +25 points)."""
     pool, test = lab.split(2, 6, seed=seed)
     zero = lab.evaluate(smol, [], test, instruction=False)["accuracy"]
     four = lab.evaluate(smol, random.Random(seed).sample(pool, 4), test, instruction=False)["accuracy"]
-    assert zero <= 0.5 and four >= zero + 0.3, (zero, four)
+    print(f"seed {seed}: zero-shot {zero:.0%}, four-shot {four:.0%}")
+    assert four >= zero + 0.15, (zero, four)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_calibration_helps_and_flipped_labels_are_ignored(smol, seed):
+    """The notebook's claims on other splits: calibration raises the mean and narrows the spread; flips not followed."""
+    pool, test = lab.split(2, 6, seed=seed)
+    rows = lab.order_spread(smol, pool[:4], test, formats=("colon", "Q/A"), n_orders=2, seed=seed)
+    raw, cal = [r["accuracy"] for r in rows], [r["calibrated"] for r in rows]
+    print(f"seed {seed}: raw {raw}, calibrated {cal}")
+    assert sum(cal) / len(cal) > sum(raw) / len(raw) + 0.05
+    r = lab.evaluate(smol, lab.relabel(pool, "flipped"), test, instruction=False)
+    follows = sum(p == lab.flip(e.label) for p, e in zip(r["predictions"], test)) / len(test)
+    assert follows <= 0.25, follows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", [(2, 3)])
+def test_the_last_fact_is_retrieved_more_often_than_the_middle_ones(smol, seeds):
+    """Notebook seeds (0, 1): last 50%, middle four 17%. Other lists must show the same recency."""
+    acc = [sum(v) / len(v) for v in zip(*(lab.position_accuracy(smol, 6, s) for s in seeds))]
+    print(f"seeds {seeds}: {acc}")
+    assert acc[-1] > sum(acc[1:-1]) / 4 + 0.15, acc
