@@ -158,6 +158,28 @@ class LanguageModel:
             raise ValueError(f"window={window} is longer than the {self.max_context}-token context of {self.name}")
         return sequence_loss(self.logits, ids, window, batch_size)
 
+    @torch.inference_mode()
+    def prefix_next_logprobs(self, prefix: str | list[int], suffixes: list[str] | list[list[int]]) -> torch.Tensor:
+        """log p(next token | prefix + suffix_i) for every suffix: a (len(suffixes), V) tensor.
+
+        The tool for scoring single-token answer options after many questions that share one long
+        prompt (few-shot demonstrations): subclasses with a KV cache run the prefix once. This
+        reference version recomputes everything; a suffix may be empty (the prefix alone).
+        """
+        p_ids, rows = self._prefix_rows(prefix, suffixes)
+        return torch.stack([self.logits(torch.tensor([p_ids + r]))[0, -1].float().log_softmax(-1) for r in rows])
+
+    def _prefix_rows(self, prefix, suffixes) -> tuple[list[int], list[list[int]]]:
+        p_ids = list(prefix) if isinstance(prefix, list) else self.prompt_ids(prefix)
+        if not p_ids:
+            raise ValueError("the prefix is empty: give at least one token")
+        rows = [list(s) if isinstance(s, list) else (self.encode(s) if s else []) for s in suffixes]
+        longest = len(p_ids) + max((len(r) for r in rows), default=0)
+        if self.max_context is not None and longest > self.max_context:
+            raise ValueError(f"prefix + suffix is {longest} tokens, longer than the "
+                             f"{self.max_context}-token context of {self.name}")
+        return p_ids, rows
+
     def prompt_ids(self, prompt: str) -> list[int]:
         if not isinstance(prompt, str):
             raise TypeError(f"the prompt must be a str, got {type(prompt).__name__}")
@@ -294,6 +316,37 @@ class HFModel(LanguageModel):
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids).logits
+
+    @torch.inference_mode()
+    def prefix_next_logprobs(self, prefix: str | list[int], suffixes: list[str] | list[list[int]],
+                             batch_size: int = 32) -> torch.Tensor:
+        """As :meth:`LanguageModel.prefix_next_logprobs`, with the prefix run once (prefix KV cache).
+
+        The suffixes are right-padded and run in batches on a copy of the prefix's cache; causal
+        attention means a real token never sees the padding that follows it, so no mask is needed.
+        """
+        import copy
+        import inspect
+
+        p_ids, rows = self._prefix_rows(prefix, suffixes)
+        # transformers >= 5.2x renamed the forward argument past_key_values to cache
+        key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        out = self.model(input_ids=torch.tensor([p_ids]), use_cache=True)
+        last, cache = out.logits[0, -1].float().log_softmax(-1), (out["cache"] if key == "cache" else out.past_key_values)
+        result = torch.empty(len(rows), last.numel())
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            width = max(len(r) for r in chunk)
+            if width == 0:
+                result[start:start + len(chunk)] = last
+                continue
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_repeat_interleave(len(chunk))
+            ids = torch.tensor([r + [0] * (width - len(r)) for r in chunk])
+            logits = self.model(input_ids=ids, use_cache=True, **{key: batch_cache}).logits.float()
+            for i, r in enumerate(chunk):
+                result[start + i] = logits[i, len(r) - 1].log_softmax(-1) if r else last
+        return result
 
     def chat_ids(self, messages: list[dict] | str, system: str | None = None) -> list[int]:
         """Token ids of a conversation in the model's chat template, ready for the assistant's answer.
