@@ -253,7 +253,8 @@ def wrong_digits(predicted: int, correct: int) -> list[int]:
 
 
 # ------------------------------------------------------------------ SmolLM2
-QUESTION = "What is {a} + {b}? Answer with the number only."
+QUESTION = "What is {a} + {b}?"
+ANSWER_PREFIX = "{a} + {b} = "   # the assistant's answer starts here, so its next tokens are the sum
 SYSTEM = "You are a calculator. Reply with the result only."
 
 
@@ -272,13 +273,19 @@ def parse_number(text: str) -> int | None:
 
 @torch.inference_mode()
 def chat_answers(lm, questions: Sequence[str], max_new_tokens: int, system: str | None = SYSTEM,
-                 batch_size: int = 16) -> list[str]:
-    """Greedy chat answers of an ``lm.HFModel`` to several questions, batched with left padding."""
+                 batch_size: int = 16, prefixes: Sequence[str] | None = None) -> list[str]:
+    """Greedy chat answers of an ``lm.HFModel`` to several questions, batched with left padding.
+
+    ``prefixes``: text that starts each assistant answer (e.g. ``"3 + 4 = "``), so the model's next
+    tokens are the number; the returned answers do not repeat it.
+    """
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    prefixes = list(prefixes) if prefixes is not None else [""] * len(questions)
     out: list[str] = []
     for start in range(0, len(questions), batch_size):
-        rows = [lm.chat_ids(q, system=system) for q in questions[start:start + batch_size]]
+        rows = [lm.chat_ids(q, system=system) + (lm.encode(pre) if pre else [])
+                for q, pre in zip(questions[start:start + batch_size], prefixes[start:start + batch_size])]
         T = max(map(len, rows))
         ids = torch.tensor([[pad] * (T - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows])
@@ -292,18 +299,20 @@ def addition_accuracy(lm, n_digits: int, n_problems: int = 50, seed: int = 0, se
                       max_new_tokens: int | None = None, return_details: bool = False):
     """Exact-match accuracy of a chat model (an ``lm.HFModel``, e.g. SmolLM2) on ``n_digits``-digit additions.
 
-    Each question ("What is 123 + 456? ...") goes through the model's chat template with a short
-    calculator system prompt; the answer is greedy and batched; the first number in the reply
-    (commas removed) must equal the sum. ``separators=True`` writes the operands with thousands
+    Each question ("What is 123 + 456?") goes through the model's chat template with a short
+    calculator system prompt, and the assistant's answer is started with "123 + 456 = " so that the
+    model writes the number next; greedy, batched; the first number it writes (commas removed) must
+    equal the sum. ``separators=True`` writes the operands with thousands
     separators (``1,234``). With ``return_details`` also returns one dict per problem.
     """
     _check_digits(n_digits, top=18)
     problems = make_problems(n_problems, n_digits, seed)
     show = _with_separators if separators else str
     questions = [QUESTION.format(a=show(p.a), b=show(p.b)) for p in problems]
-    if max_new_tokens is None:   # the answer's tokens, generously (SmolLM2 writes digits one per token)
-        max_new_tokens = n_digits + (n_digits // 3 if separators else 0) + 4
-    replies = chat_answers(lm, questions, max_new_tokens)
+    prefixes = [ANSWER_PREFIX.format(a=show(p.a), b=show(p.b)) for p in problems]
+    if max_new_tokens is None:   # the answer's digits and one spare (SmolLM2 writes digits one per token)
+        max_new_tokens = n_digits + 2 + (n_digits // 3 if separators else 0)
+    replies = chat_answers(lm, questions, max_new_tokens, prefixes=prefixes)
     details = []
     for p, r in zip(problems, replies):
         got = parse_number(r)

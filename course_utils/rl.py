@@ -10,7 +10,8 @@ The recipe of reasoning models such as DeepSeek-R1 (arXiv 2501.12948), in miniat
    nanochat's ``chat_rl.py``). A group where every answer scores the same teaches nothing (A = 0).
 4. **Loss**: ``-mean_t A_i log pi(y_t | x, y_<t)`` over the completions' tokens, plus optionally
    ``beta * KL(pi || pi_ref)`` to a frozen reference model, estimated per token with GRPO's unbiased,
-   always non-negative estimator ``exp(q - p) - (q - p) - 1`` (p = log pi, q = log pi_ref).
+   always non-negative estimator ``exp(q - p) - (q - p) - 1`` (p = log pi, q = log pi_ref; Schulman
+   2020, "Approximating KL divergence").
 
 One gradient step per fresh batch (on-policy), so PPO's probability ratio is 1 and its clipping
 never acts: the gradient is exactly the REINFORCE gradient. Plug :func:`rollout` into

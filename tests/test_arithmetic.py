@@ -115,6 +115,7 @@ def test_smollm2_batched_answers_equal_unbatched():
     qs = [ar.QUESTION.format(a=3, b=4), ar.QUESTION.format(a=12345, b=67890)]
     batched = ar.chat_answers(lm, qs, max_new_tokens=8)
     alone = [lm.chat(q, max_new_tokens=8, system=ar.SYSTEM) for q in qs]
-    assert batched == alone
+    assert batched == alone                     # left padding changes nothing
+    assert ar.chat_answers(lm, qs[:1], 3, prefixes=["3 + 4 = "]) == ["7"]
     acc, details = ar.addition_accuracy(lm, 1, n_problems=10, return_details=True)
     assert len(details) == 10 and acc >= 0.7, f"SmolLM2 should add one-digit numbers, got {acc:.0%}"

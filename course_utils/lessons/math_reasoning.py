@@ -151,7 +151,7 @@ def pass_at(counts: list[int], n_samples: int, k: int) -> float:
     return sum(pass_at_k(n_samples, c, k) for c in counts) / len(counts)
 
 
-def rl_finetune(run: dict, steps: int = 40, n_prompts: int = 16, group_size: int = 8, lr: float = 1e-3,
+def rl_finetune(run: dict, steps: int = 40, n_prompts: int = 16, group_size: int = 8, lr: float = 2e-4,
                 kl_coef: float = 0.0, normalize: bool = True, format_bonus: float = 0.0, eval_interval: int = 10,
                 seed: int = 0, callback=None, progress: bool = True) -> dict:
     """Fine-tune a trained adder (in place) with the reward "the answer is exactly right" (GRPO-style
@@ -189,7 +189,7 @@ def rl_finetune(run: dict, steps: int = 40, n_prompts: int = 16, group_size: int
     return {"history": history, "accuracy": history[-1]["accuracy"], "stopped": stopped_early(history)}
 
 
-RL_START_STEPS, RL_STEPS = 250, 60
+RL_START_STEPS, RL_STEPS = 600, 60
 
 
 def rl_experiment(seed: int = 0, start_steps: int = RL_START_STEPS, rl_steps: int = RL_STEPS, n_test: int = 100,
@@ -313,7 +313,8 @@ def zero_shot_cot(lm, problems=WORD_PROBLEMS, max_new_tokens: int = 60) -> list[
     direct = ar.chat_answers(lm, [q + DIRECT for q, _ in problems], 8, system=None)
     cot = ar.chat_answers(lm, [q + STEP_BY_STEP for q, _ in problems], max_new_tokens, system=None)
     return [{"question": q, "answer": a, "direct": d, "direct_correct": ar.parse_number(d) == a,
-             "cot": c, "cot_correct": last_number(c) == a, "cot_tokens": len(lm.encode(c))}
+             "direct_tokens": len(lm.encode(d)), "cot": c, "cot_correct": last_number(c) == a,
+             "cot_tokens": len(lm.encode(c))}
             for (q, a), d, c in zip(problems, direct, cot)]
 
 
@@ -457,3 +458,12 @@ def check_pass_at_k(fn) -> None:
     for n, c, k in [(10, 0, 1), (10, 3, 1), (10, 3, 5), (16, 1, 8), (5, 5, 2), (20, 2, 19), (100, 7, 10)]:
         got, want = fn(n, c, k), pass_at_k(n, c, k)
         assert abs(float(got) - want) < 1e-9, f"n={n}, c={c}, k={k}: expected {want:.4f}, got {got}"
+
+
+def learning_speed(runs: list[dict], fmt: str) -> float:
+    """Area under the accuracy curve: mean test accuracy over every evaluation after step 0, averaged
+    over the seeds of ``fmt`` (1 = perfect from the first evaluation on; it rewards learning early)."""
+    mine = [r for r in runs if r["config"]["fmt"] == fmt]
+    if not mine:
+        raise ValueError(f"no runs of format {fmt!r}")
+    return sum(sum(h["accuracy"] for h in r["history"][1:]) / (len(r["history"]) - 1) for r in mine) / len(mine)

@@ -81,7 +81,6 @@ def test_shipped_results_hold_every_format_and_seed():
     assert res["command"].startswith("python -m course_utils.lessons.math_reasoning")
     combos = {(r["config"]["fmt"], r["config"]["seed"]) for r in res["runs"]}
     assert combos == {(f, s) for f in ar.FORMATS for s in (0, 1, 2)}
-    assert len(res["rl"]) == 3
 
 
 @pytest.mark.slow
