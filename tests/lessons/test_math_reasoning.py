@@ -7,6 +7,8 @@ import torch
 from course_utils import arithmetic as ar
 from course_utils.lessons import math_reasoning as lab
 
+LIVE_STEPS, LIVE_GAP = 800, 0.0      # the notebook's live comparison: same steps, reversed ends >= plain
+
 
 # ------------------------------------------------------------------- exercise checkers
 def test_check_reversed_accepts_the_solution_only():
