@@ -200,7 +200,7 @@ class LanguageModel:
             self._logit_cache[key] = logits[0].float()
         return ids, self._logit_cache[key]
 
-    @torch.inference_mode()
+    @torch.no_grad()     # not inference_mode: the ids may feed a training step (policy gradients)
     def generate_ids(self, ids: torch.Tensor, max_new_tokens: int, knobs: Knobs = Knobs(),
                      generator: torch.Generator | None = None, nudge: dict[int, tuple[int, float]] | None = None,
                      progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
