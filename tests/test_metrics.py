@@ -86,7 +86,7 @@ def _random_sentences(seed: int, n: int):
 
 @pytest.mark.parametrize("smooth", [0.0, 1.0])
 def test_corpus_bleu_matches_sacrebleu(smooth):
-    sacrebleu = pytest.importorskip("sacrebleu")
+    pytest.importorskip("sacrebleu")
     from sacrebleu.metrics import BLEU
 
     scorer = BLEU(tokenize="none", smooth_method="add-k" if smooth else "none", smooth_value=smooth or None)

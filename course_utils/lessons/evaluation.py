@@ -3,7 +3,8 @@
 Perplexity on two kinds of text, BLEU / ROUGE-L on answers built to fool them, SmolLM2 as a judge
 (position and length bias, read from the log-probabilities of its verdict tokens, no generation),
 a contaminated benchmark and how a perplexity gap gives it away, and pass@k.
-The metrics themselves live in :mod:`course_utils.metrics`.
+The metrics themselves live in :mod:`course_utils.metrics`; sections 4 and 5 (contamination, pass@k) in
+:mod:`course_utils.lessons.evaluation_contamination`, re-exported here so the notebook imports one module.
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import torch
 
 from .. import metrics, plots, train
 from ..model import GPT
-from ..tokenizers import WordTokenizer
-from ..world import make_people
+from .evaluation_contamination import *  # noqa: F401,F403  (sections 4 and 5 of the notebook)
 
 # ------------------------------------------------------------------------ 1. perplexity
 # Modern English written for this notebook (only characters of the Shakespeare alphabet).
@@ -272,149 +272,6 @@ def pair_figure(scores: dict | None = None):
                               y_range=[0, 1.1], text_format="%{y:.2f}")
 
 
-# ------------------------------------------------------------------------ 4. contamination
-@dataclass
-class Benchmark:
-    """Facts "NAME lives in CITY ." about invented people: a public test set, a fresh set of the same kind,
-    and "web" text the model learns the format from. Nobody can know these cities without reading them."""
-    web: list[tuple[str, str]]
-    test: list[tuple[str, str]]
-    fresh: list[tuple[str, str]]
-    cities: list[str]
-    tokenizer: WordTokenizer
-
-
-def make_benchmark(n_web: int = 40, n_test: int = 20, n_fresh: int = 20, n_cities: int = 8,
-                   seed: int = 0) -> Benchmark:
-    for name, v, lo in (("n_web", n_web, 10), ("n_test", n_test, 5), ("n_fresh", n_fresh, 5)):
-        if not isinstance(v, int) or not lo <= v <= 2000:
-            raise ValueError(f"{name} must be an integer in [{lo}, 2000], got {v!r}")
-    people = make_people(n_web + n_test + n_fresh, seed=seed, n_cities=n_cities)
-    facts = [("-".join(p.name), p.city) for p in people]
-    cities = sorted({p.city for p in people})
-    tok = WordTokenizer([w for f in facts for w in f] + ["lives", "in", "."])
-    return Benchmark(facts[:n_web], facts[n_web:n_web + n_test], facts[n_web + n_test:], cities, tok)
-
-
-def fact_words(fact: tuple[str, str]) -> list[str]:
-    return [fact[0], "lives", "in", fact[1], "."]
-
-
-def training_stream(bench: Benchmark, contaminated: bool, copies: int = 3, epochs: int = 40,
-                    seed: int = 0) -> torch.Tensor:
-    """Token ids of the training text: the web facts, shuffled anew each epoch, plus (if ``contaminated``)
-    ``copies`` copies of the test set mixed in (a leaked benchmark is copied onto many pages)."""
-    rng = random.Random(seed)
-    facts = bench.web + (bench.test * copies if contaminated else [])
-    words: list[str] = []
-    for _ in range(epochs):
-        order = facts[:]
-        rng.shuffle(order)
-        for f in order:
-            words += fact_words(f)
-    return torch.tensor(bench.tokenizer.encode(words))
-
-
-@torch.no_grad()
-def city_logprobs(model: GPT, bench: Benchmark, facts) -> torch.Tensor:
-    """(len(facts), n_cities): log p(city | "NAME lives in") over the benchmark's cities (renormalised)."""
-    tok = bench.tokenizer
-    x = torch.tensor([tok.encode([f[0], "lives", "in"]) for f in facts])
-    logits = model(x).logits[:, -1].float()
-    city_ids = torch.tensor([tok.stoi[c] for c in bench.cities])
-    return logits[:, city_ids].log_softmax(-1)
-
-
-def mc_accuracy(model: GPT, bench: Benchmark, facts) -> float:
-    """Multiple choice by likelihood (as many leaderboards score): the most likely city is the answer."""
-    pred = city_logprobs(model, bench, facts).argmax(-1)
-    gold = torch.tensor([bench.cities.index(f[1]) for f in facts])
-    return (pred == gold).float().mean().item()
-
-
-@torch.no_grad()
-def fact_loss(model: GPT, bench: Benchmark, facts) -> float:
-    """Mean loss (nats per token) of the whole sentences "NAME lives in CITY ." after a "." context."""
-    tok = bench.tokenizer
-    rows = torch.tensor([tok.encode(["."] + fact_words(f)) for f in facts])
-    return model(rows[:, :-1], rows[:, 1:]).loss.item()
-
-
-def eval_fn(bench: Benchmark):
-    """The ``train.train`` hook: test and fresh accuracy and loss at every evaluation."""
-    return lambda model: {"test_acc": mc_accuracy(model, bench, bench.test),
-                          "fresh_acc": mc_accuracy(model, bench, bench.fresh),
-                          "test_loss": fact_loss(model, bench, bench.test),
-                          "fresh_loss": fact_loss(model, bench, bench.fresh)}
-
-
-def train_model(bench: Benchmark, contaminated: bool, steps: int = 300, seed: int = 0, callback=None, lr: float = 3e-3,
-                progress: bool = True) -> tuple[GPT, list[dict]]:
-    """A small word-level GPT (the CPU recipe) trained briefly with ``train.train``."""
-    model_cfg, cfg = train.cpu_recipe(bench.tokenizer.vocab_size, steps=steps, seed=seed, block_size=20,
-                                      eval_interval=max(1, steps // 6), warmup_steps=min(50, steps // 5),
-                                      lr=lr)
-    with torch.random.fork_rng():          # the model's initial weights from this seed, globals untouched
-        torch.manual_seed(seed)
-        model = GPT(model_cfg)
-    data = training_stream(bench, contaminated, seed=seed)
-    history = train.train(model, data, None, cfg, callback=callback, progress=progress,
-                          eval_fn=eval_fn(bench), desc="contaminated" if contaminated else "clean")
-    return model, history
-
-
-def live_plot(title: str):
-    return plots.LivePlot({"test_acc": "test set (public)", "fresh_acc": "fresh questions"}, title=title,
-                          y_title="multiple-choice accuracy", y_range=[0, 1.05],
-                          colors={"test_acc": plots.PALETTE[3], "fresh_acc": plots.PALETTE[0]})
-
-
-# ------------------------------------------------------------------------ 5. pass@k
-def correct_probs(model: GPT, bench: Benchmark, facts, temperature: float) -> torch.Tensor:
-    """Exact probability that one sampled city is right, per question, at ``temperature`` (over the cities)."""
-    if not (isinstance(temperature, (int, float)) and 0.05 <= temperature <= 5):
-        raise ValueError(f"temperature must be a number in [0.05, 5], got {temperature!r}")
-    logp = city_logprobs(model, bench, facts) / temperature
-    gold = torch.tensor([bench.cities.index(f[1]) for f in facts])
-    return logp.softmax(-1).gather(-1, gold[:, None])[:, 0]
-
-
-def pass_at_k_estimates(p: torch.Tensor, n: int, k: int, trials: int = 200, seed: int = 0) -> dict:
-    """Many re-runs of "sample ``n`` answers per question, count the right ones ``c``": the mean of the
-    unbiased estimator 1 - C(n-c,k)/C(n,k) and of the naive plug-in 1 - (1 - c/n)^k, against the truth
-    1 - (1 - p)^k (known here because the answer is one token)."""
-    if not (isinstance(n, int) and isinstance(k, int) and 1 <= k <= n <= 1000):
-        raise ValueError(f"need integers 1 <= k <= n <= 1000, got n={n!r}, k={k!r}")
-    g = torch.Generator().manual_seed(seed)
-    c = torch.binomial(p.double().expand(trials, -1) * 0 + n, p.double().expand(trials, -1), generator=g).long()
-    unbiased = torch.tensor([[metrics.pass_at_k(n, int(ci), k) for ci in row] for row in c]).mean(-1)
-    naive = (1 - (1 - c.double() / n) ** k).mean(-1)
-    truth = (1 - (1 - p.double()) ** k).mean().item()
-    return {"truth": truth, "unbiased": unbiased.mean().item(), "naive": naive.mean().item(),
-            "unbiased_spread": unbiased.std().item(), "naive_spread": naive.std().item()}
-
-
-def pass_at_k_curves(model: GPT, bench: Benchmark, facts, temperatures=(0.3, 1.0, 2.0), ks=(1, 2, 3, 5, 8)) -> dict:
-    """Exact pass@k (mean over questions) for each temperature: {T: {k: value}}."""
-    out = {}
-    for t in temperatures:
-        p = correct_probs(model, bench, facts, t).double()
-        out[f"T={t:g}"] = {k: (1 - (1 - p) ** k).mean().item() for k in ks}
-    return out
-
-
-def pass_at_k_figure(curves: dict):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for i, (name, vals) in enumerate(curves.items()):
-        fig.add_trace(go.Scatter(x=list(vals), y=list(vals.values()), mode="lines+markers", name=name,
-                                 line=dict(color=plots.PALETTE[i % len(plots.PALETTE)])))
-    fig.update_layout(title="pass@k on fresh questions depends on k and on the temperature", xaxis_title="k",
-                      yaxis_title="pass@k", yaxis_range=[0, 1.05], height=380, margin=dict(l=60, r=20, t=50, b=50))
-    return fig
-
-
 # ------------------------------------------------------------------------ the widget
 class PairExplorer:
     """Write two answers to a question: BLEU and ROUGE-L against the reference, and the judge's verdict
@@ -422,7 +279,6 @@ class PairExplorer:
 
     def __init__(self, judge: Judge, item: QA = QA_SET[0]):
         import ipywidgets as widgets
-        import plotly.graph_objects as go
 
         self.judge = judge
         lay = widgets.Layout(width="640px")
@@ -433,21 +289,22 @@ class PairExplorer:
         self.swap = widgets.ToggleButton(value=False, description="swap order", icon="exchange",
                                          tooltip="show answer B to the judge first")
         self.info = widgets.HTML()
-        self.figure = go.FigureWidget(pair_figure())
+        self.plot = widgets.Output()     # a fresh static figure per update: renders even while the kernel is busy
+        self.figure = None
         for w in (self.question, self.reference, self.answer_a, self.answer_b):
             w.continuous_update = False
             w.observe(self.update, "value")
         self.swap.observe(self.update, "value")
         self.widget = widgets.VBox([self.question, self.reference, self.answer_a, self.answer_b, self.swap,
-                                    self.info, self.figure])
+                                    self.info, self.plot])
         self.update()
 
-    def update(self, _=None) -> dict | None:
+    def _score(self) -> dict | None:
         try:
-            s = score_pair(self.judge, self.question.value, self.reference.value, self.answer_a.value,
-                           self.answer_b.value, swap=self.swap.value)
             if not metrics.words(self.reference.value):
                 raise ValueError("the reference has no words to compare with")
+            s = score_pair(self.judge, self.question.value, self.reference.value, self.answer_a.value,
+                           self.answer_b.value, swap=self.swap.value)
         except ValueError as err:
             self.info.value = plots.error_html(err)
             return None
@@ -455,7 +312,17 @@ class PairExplorer:
         self.info.value = (f"The judge saw answer <b>{s['shown_first']}</b> first and prefers answer <b>{verdict}</b> "
                            f"(P = {max(s['judge']):.2f}). BLEU A/B: {s['bleu'][0]:.2f} / {s['bleu'][1]:.2f}; "
                            f"ROUGE-L A/B: {s['rouge_l'][0]:.2f} / {s['rouge_l'][1]:.2f}.")
-        plots.replace_figure(self.figure, pair_figure(s))
+        return s
+
+    def update(self, _=None) -> dict | None:
+        from IPython.display import display
+
+        s = self._score()
+        if s is not None:
+            self.figure = pair_figure(s)
+            with self.plot:
+                self.plot.clear_output(wait=True)
+                display(self.figure)
         return s
 
 

@@ -127,7 +127,38 @@ def test_small_judge_shows_position_and_length_bias(smol):
     v = lab.judge_experiment(lab.Judge(smol), items=lab.QA_SET[:4])
     assert v["says_A"] >= 0.9 and v["consistency"] <= 0.25
     assert v["padded_wins"] >= 0.75 and v["mean_debiased_padded"] < v["mean_debiased"] - 0.1
-    s = lab.score_pair(lab.Judge(smol), q := lab.QA_SET[0].question, lab.QA_SET[0].reference, "Paris.",
-                       lab.QA_SET[0].wrong, swap=True)
+    item = lab.QA_SET[0]
+    s = lab.score_pair(lab.Judge(smol), item.question, item.reference, "Paris.", item.wrong, swap=True)
     assert s["shown_first"] == "B" and sum(s["judge"]) == pytest.approx(1.0)
-    assert s["bleu"][1] > s["bleu"][0] and q
+    assert s["bleu"][1] > s["bleu"][0]
+
+
+# ------------------------------------------------------------------ the widget, with a stand-in judge model
+class _StubLM:
+    """Prefers whichever answer comes first, more so when it is longer (a caricature of SmolLM2)."""
+
+    def encode(self, text):
+        return [{"A": 1, "B": 2}.get(text, 3)]
+
+    def chat_ids(self, text, system=None):
+        return [5] + [7 + len(line) % 50 for line in text.split("\n")]
+
+    def logits(self, ids):
+        out = torch.zeros(ids.shape[0], ids.shape[1], 60)
+        out[:, :, 1] = 2.0 + ids[:, 2:3].float() / 50       # "A": the first answer's line length helps
+        out[:, :, 2] = 1.0 + ids[:, 3:4].float() / 50
+        return out
+
+
+def test_pair_explorer_updates_and_reports_bad_input():
+    ex = lab.PairExplorer(lab.Judge(_StubLM()))
+    assert "first and prefers answer <b>A</b>" in ex.info.value
+    fig_before = [list(t.y) for t in ex.figure.data]
+    ex.answer_a.value = "The capital of France is Paris."
+    assert [list(t.y) for t in ex.figure.data] != fig_before
+    ex.swap.value = True
+    assert "saw answer <b>B</b> first" in ex.info.value
+    ex.answer_b.value = "   "
+    assert "answer" in ex.info.value and "empty" in ex.info.value and "#cf222e" in ex.info.value
+    ex.answer_b.value = "x" * 401
+    assert "under 400" in ex.info.value
