@@ -36,6 +36,7 @@ HARNESS = "_harness/harness_demo.ipynb"   # fixtures/harness_demo.ipynb as the L
 ARTIFACTS = pathlib.Path(os.environ.get("COURSE_BROWSER_ARTIFACTS", REPO / "artifacts" / "browser"))
 # Longest a single notebook may take to run all cells in the browser (seconds).
 NOTEBOOK_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_NOTEBOOK_TIMEOUT", "600"))
+SETTLE_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_SETTLE_TIMEOUT", "30"))
 
 # The fixture notebooks exercise the harness itself; nbval must never collect them.
 collect_ignore_glob = ["fixtures/*"]
@@ -543,8 +544,9 @@ class _Started:
         # Widget views and plots render asynchronously after the kernel replies (a FigureWidget first
         # draws empty, then receives its data). Wait until nothing says "Loading widget..." and every
         # plot has a trace with data; a genuinely empty or broken one is reported after the timeout.
+        # (30 s: on a loaded machine a live FigureWidget's first state can take well over 10 s to arrive.)
         try:
-            page.wait_for_function(JS_SETTLED, timeout=10_000, polling=250)
+            page.wait_for_function(JS_SETTLED, timeout=SETTLE_TIMEOUT_S * 1000, polling=250)
         except Exception:
             pass
         page.wait_for_timeout(500)
