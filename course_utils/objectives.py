@@ -9,7 +9,7 @@ elsewhere, so the course GPT's own loss computes the objective.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

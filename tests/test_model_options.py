@@ -41,7 +41,7 @@ def test_shipped_checkpoints_give_the_same_logits(name):
 def test_rope_is_a_rotation_whose_scores_depend_only_on_the_offset():
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 8, generator=g), torch.randn(1, 8, generator=g)
-    score = lambda m, n: (rope(q, m) @ rope(k, n).T).item()  # noqa: E731
+    score = lambda m, n: (rope(q, m) @ rope(k, n).T).item()
     for m, n in [(0, 0), (5, 2), (40, 37), (100, 97), (3, 9)]:
         assert score(m, n) == pytest.approx(score(m - n + 50, 50), abs=1e-4)
     assert abs(score(5, 2) - score(5, 4)) > 1e-3                      # the offset does matter

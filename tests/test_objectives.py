@@ -50,7 +50,7 @@ def test_masked_loss_is_cross_entropy_at_the_chosen_positions_only():
 
 @pytest.mark.slow
 def test_train_with_the_masked_objective_lowers_the_loss():
-    data = torch.tensor(([1, 2, 3, 4, 5, 6, 7, 8] * 200))
+    data = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8] * 200)
     net = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=32, causal=False))
     cfg = train.TrainConfig(steps=150, batch_size=16, lr=3e-3, warmup_steps=5, eval_interval=50)
     hist = train.train(net, None, None, cfg, progress=False, loss_fn=masked_lm_loss,

@@ -42,7 +42,7 @@ ENC_DEC = dict(n_embd=64, block_size=16, batch_size=64, steps=600, eval_interval
 def corpus() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
     """(character tokenizer, train ids, validation ids) of the course's small Shakespeare corpus."""
     tok = CharTokenizer(assets.corpus_alphabet())
-    ids = lambda split: torch.tensor(tok.encode(assets.shakespeare("small", split)))  # noqa: E731
+    ids = lambda split: torch.tensor(tok.encode(assets.shakespeare("small", split)))
     return tok, ids("train"), ids("val")
 
 
@@ -81,7 +81,7 @@ def smollm2_embeddings() -> tuple[torch.Tensor, object, dict, int]:
 
     folder = assets.smollm2_dir(verbose=False)
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (safe_open is not a dict)
         emb = f.get_tensor("model.embed_tokens.weight")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     return emb, Tokenizer.from_file(str(folder / "tokenizer.json")), config, n_params
@@ -110,7 +110,7 @@ def case_pair_similarity(emb: torch.Tensor, tok: CharTokenizer, seed: int = 0) -
     vowel_pairs = [(a, b) for a in vowels for b in vowels if a < b]
     rng = random.Random(seed)
     rand = [tuple(rng.sample(letters, 2)) for _ in range(500)]
-    mean = lambda ps: statistics.mean(sim[tok.stoi[a], tok.stoi[b]].item() for a, b in ps)  # noqa: E731
+    mean = lambda ps: statistics.mean(sim[tok.stoi[a], tok.stoi[b]].item() for a, b in ps)
     return {"case_pairs": mean(pairs), "vowel_pairs": mean(vowel_pairs), "random_pairs": mean(rand),
             "n_case_pairs": len(pairs)}
 

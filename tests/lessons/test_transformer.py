@@ -77,7 +77,7 @@ def test_neighbours_are_the_highest_cosines_without_the_token_itself():
 
 def test_shuffle_and_rope_checks_of_the_notebook():
     ids = list(range(1, 15))
-    net = lambda seed, **kw: lab.new_model(  # noqa: E731
+    net = lambda seed, **kw: lab.new_model(
         GPTConfig(**{"vocab_size": 20, "n_layer": 2, "n_head": 2, "n_embd": 16, **kw}), seed)
     for seed in (0, 1):
         assert lab.shuffle_test(net(seed, pos_encoding="none", causal=False), ids, seed) < 1e-5
