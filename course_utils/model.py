@@ -5,6 +5,12 @@ LayerNorm -> MLP -> +residual] -> LayerNorm -> linear head over the vocabulary.
 
 Attention can return its weights (for heatmaps), generation uses a KV cache, and a
 model saves to safetensors + a JSON config.
+
+Lesson switches (notebook 08, "inside the transformer"); the defaults are the GPT above:
+``pos_encoding`` "learned" | "sinusoidal" | "rope" (rotary, applied to q and k) | "none";
+``causal=False`` lets every position attend to every other (an encoder, as in BERT);
+``residual=False`` and ``layernorm=False`` are *ablations* that remove the residual additions
+or every LayerNorm, to show what breaks without them. Never use them for a real model.
 """
 from __future__ import annotations
 
@@ -19,6 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
+ROPE_BASE = 10000.0
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int
@@ -29,8 +39,11 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = True       # share the token embedding with the output head
-    pos_encoding: str = "learned"  # "learned" or "sinusoidal" (fixed, not trained)
+    pos_encoding: str = "learned"  # "learned", "sinusoidal" (fixed table), "rope" (rotary) or "none"
     mlp: bool = True               # False: an attention-only transformer
+    causal: bool = True            # False: bidirectional attention (an encoder, BERT-style)
+    residual: bool = True          # ablation (lesson 08 only): False drops the "x +" of every block
+    layernorm: bool = True         # ablation (lesson 08 only): False replaces every LayerNorm by identity
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -41,8 +54,11 @@ class GPTConfig:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.pos_encoding not in ("learned", "sinusoidal"):
-            raise ValueError(f"pos_encoding must be 'learned' or 'sinusoidal', got {self.pos_encoding!r}")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"pos_encoding must be one of {', '.join(map(repr, POS_ENCODINGS))}, "
+                             f"got {self.pos_encoding!r}")
+        if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size, got n_embd/n_head={self.n_embd // self.n_head}")
 
 
 def sinusoidal_positions(block_size: int, n_embd: int) -> torch.Tensor:
@@ -53,6 +69,23 @@ def sinusoidal_positions(block_size: int, n_embd: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: n_embd // 2])
     return table
+
+
+def rope(x: torch.Tensor, start: int = 0, base: float = ROPE_BASE) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021, "RoFormer", arXiv 2104.09864), on x (..., T, d).
+
+    Each pair of features (x[2i], x[2i+1]) of the vector at position m is rotated by the angle
+    m * theta_i, theta_i = base^(-2i/d). Applied to queries and keys, the score q_m . k_n then depends
+    only on the offset m - n: rotating both by the same extra angle leaves a dot product unchanged.
+    """
+    T, d = x.size(-2), x.size(-1)
+    if d % 2:
+        raise ValueError(f"rope needs an even feature size, got {d}")
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d)        # (d/2,)
+    angle = torch.arange(start, start + T, dtype=torch.float32, device=x.device)[:, None] * theta   # (T, d/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
@@ -113,6 +146,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.n_head = cfg.n_head
+        self.causal, self.rope = cfg.causal, cfg.pos_encoding == "rope"
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
@@ -123,6 +157,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.rope:                   # rotate by absolute position: new tokens come after this layer's cache
+            start = 0 if cache is None or cache.k[layer] is None else cache.k[layer].size(2)
+            q, k = rope(q, start), rope(k, start)
         if cache is not None:
             if cache.k[layer] is not None:
                 k = torch.cat([cache.k[layer], k], dim=2)
@@ -132,9 +169,9 @@ class CausalSelfAttention(nn.Module):
         drop = self.dropout if self.training else 0.0
         if not return_attn and S == T:
             # no cache: the fused kernel's own causal path
-            y, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True), None
+            y, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=self.causal), None
         else:                           # one new token after a cache sees every key: no mask needed
-            mask = None if T == 1 else causal_mask(T, S, x.device)
+            mask = None if T == 1 or not self.causal else causal_mask(T, S, x.device)
             y, weights = attention(q, k, v, mask, drop, return_attn)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y)), weights
@@ -151,21 +188,31 @@ class MLP(nn.Module):
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
+def layer_norm(cfg: GPTConfig) -> nn.Module:
+    """A LayerNorm, or the identity under the ``layernorm=False`` ablation."""
+    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.layernorm else nn.Identity()
+
+
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
+
+    Under the ``residual=False`` ablation the block replaces x instead of adding to it.
+    """
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.residual = cfg.residual
+        self.ln1 = layer_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.mlp else None
+        self.ln2 = layer_norm(cfg) if cfg.mlp else None
         self.mlp = MLP(cfg) if cfg.mlp else None
 
     def forward(self, x, cache=None, layer=0, return_attn=False):
         a, weights = self.attn(self.ln1(x), cache, layer, return_attn)
-        x = x + a
+        x = x + a if self.residual else a
         if self.mlp is not None:
-            x = x + self.mlp(self.ln2(x))
+            m = self.mlp(self.ln2(x))
+            x = x + m if self.residual else m
         return x, weights
 
 
@@ -183,11 +230,11 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         if cfg.pos_encoding == "learned":
             self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
-        else:
+        elif cfg.pos_encoding == "sinusoidal":
             self.register_buffer("pos_table", sinusoidal_positions(cfg.block_size, cfg.n_embd), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_f = layer_norm(cfg)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight
@@ -205,10 +252,13 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def positions(self, start: int, length: int, device) -> torch.Tensor:
+    def positions(self, start: int, length: int, device) -> torch.Tensor | float:
+        """What is added to the token embeddings (0 for "rope", which rotates q and k, and "none")."""
         if self.config.pos_encoding == "learned":
             return self.pos_emb(torch.arange(start, start + length, device=device))
-        return self.pos_table[start:start + length]
+        if self.config.pos_encoding == "sinusoidal":
+            return self.pos_table[start:start + length]
+        return 0.0
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 cache: KVCache | None = None, return_attn: bool = False) -> GPTOutput:

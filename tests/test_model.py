@@ -110,7 +110,7 @@ def test_sinusoidal_table():
     (dict(n_embd=10, n_head=3), "divisible"),
     (dict(vocab_size=0), "vocab_size"),
     (dict(dropout=1.0), "dropout"),
-    (dict(pos_encoding="rope"), "pos_encoding"),
+    (dict(pos_encoding="alibi"), "pos_encoding"),
 ])
 def test_bad_config_is_rejected(kw, match):
     cfg = dict(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16)

@@ -1,0 +1,590 @@
+"""Companion of notebook 08, "Inside the transformer": what embeddings, positions, residuals,
+LayerNorm and the MLP are for, and why GPT is a decoder.
+
+Experiment drivers (each trains through ``course_utils.train.train``), figures, the embedding
+explorer and the parameter calculator (``transformer_params``), and the exercise checkers.
+``python -m course_utils.lessons.transformer`` re-makes the shipped sweep results
+(``course_utils/data/transformer_results.json``).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pathlib
+import random
+import statistics
+import time
+
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from plotly.subplots import make_subplots
+
+from course_utils import assets, plots, train
+from course_utils.model import GPT, Block, GPTConfig, attention, causal_mask, rope
+from course_utils.objectives import masked_batch_fn, masked_lm_loss
+from course_utils.tokenizers import CharTokenizer
+
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "data" / "transformer_results.json"
+POSITIONS = ("none", "learned", "sinusoidal", "rope")
+# Experiment 3: a deep, narrow model, so that depth is what matters; 200 steps of the CPU recipe.
+DEPTH = dict(n_layer=6, n_embd=32, n_head=4, steps=200, eval_interval=25, eval_batches=10)
+ABLATIONS = {"residual + LayerNorm": {}, "no residual": dict(residual=False), "no LayerNorm": dict(layernorm=False)}
+# Experiment 5: the CPU recipe's network, trained as a decoder (causal, next token) or an encoder (masked tokens).
+# Windows of 16 characters and batches of 64: masked-token training gets only 15 % of the positions as
+# targets, so it needs many windows per step (pilot: with batches of 16 it stays at the unigram guess).
+ENC_DEC = dict(n_embd=64, block_size=16, batch_size=64, steps=600, eval_interval=50, eval_batches=10)
+
+
+# ----------------------------------------------------------------------------- data and models
+@functools.lru_cache(maxsize=1)
+def corpus() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
+    """(character tokenizer, train ids, validation ids) of the course's small Shakespeare corpus."""
+    tok = CharTokenizer(assets.corpus_alphabet())
+    ids = lambda split: torch.tensor(tok.encode(assets.shakespeare("small", split)))
+    return tok, ids("train"), ids("val")
+
+
+def new_model(cfg: GPTConfig, seed: int) -> GPT:
+    """A freshly initialised GPT; ``seed`` fixes its weights without touching the global generator."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return GPT(cfg)
+
+
+def train_variant(seed: int = 0, callback=None, desc: str = "training", progress: bool = True, **settings) -> dict:
+    """Train the CPU recipe with ``settings`` (any GPTConfig/TrainConfig field) on Shakespeare.
+
+    Returns {"model", "history", "val_loss" (last evaluation), "parameters", "seconds"}."""
+    tok, tr, va = corpus()
+    model_cfg, cfg = train.cpu_recipe(tok.vocab_size, seed=seed, **settings)
+    model = new_model(model_cfg, seed)
+    t0 = time.process_time()
+    history = train.train(model, tr, va, cfg, callback=callback, desc=desc, progress=progress)
+    return {"model": model, "history": history, "val_loss": history[-1]["val_loss"],
+            "parameters": model.num_parameters(), "seconds": time.process_time() - t0,
+            "stopped": train.stopped_early(history)}
+
+
+def renamed(callback, key: str):
+    """A train callback that files each record's validation loss under ``key`` (several runs, one LivePlot)."""
+    return None if callback is None else (lambda r: callback({"step": r["step"], key: r["val_loss"]}))
+
+
+# ----------------------------------------------------------------------------- 1. embeddings
+def smollm2_embeddings() -> tuple[torch.Tensor, object, dict, int]:
+    """SmolLM2-135M's input embedding matrix, its tokenizer (``tokenizers.Tokenizer``), its config.json and
+    the number of parameters stored in its weights file, read straight from the files (no model built)."""
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    folder = assets.smollm2_dir(verbose=False)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (safe_open is not a dict)
+        emb = f.get_tensor("model.embed_tokens.weight")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return emb, Tokenizer.from_file(str(folder / "tokenizer.json")), config, n_params
+
+
+def char_class(ch: str) -> str:
+    if ch.isalpha():
+        kind = "vowel" if ch.lower() in "aeiou" else "consonant"
+        return f"{kind} ({'upper' if ch.isupper() else 'lower'} case)"
+    if ch.isdigit():
+        return "digit"
+    return "space / newline" if ch.isspace() else "punctuation"
+
+
+def cosine_matrix(emb: torch.Tensor) -> torch.Tensor:
+    e = F.normalize(emb.detach().float(), dim=-1)
+    return e @ e.T
+
+
+def case_pair_similarity(emb: torch.Tensor, tok: CharTokenizer, seed: int = 0) -> dict:
+    """Mean cosine similarity of upper/lower pairs of a letter ('a','A'), of two vowels, and of random letter pairs."""
+    sim = cosine_matrix(emb)
+    letters = [c for c in tok.chars if c.isalpha() and c.isascii()]
+    pairs = [(c, c.upper()) for c in letters if c.islower() and c.upper() in tok.stoi]
+    vowels = [c for c in letters if c in "aeiou"]
+    vowel_pairs = [(a, b) for a in vowels for b in vowels if a < b]
+    rng = random.Random(seed)
+    rand = [tuple(rng.sample(letters, 2)) for _ in range(500)]
+    mean = lambda ps: statistics.mean(sim[tok.stoi[a], tok.stoi[b]].item() for a, b in ps)
+    return {"case_pairs": mean(pairs), "vowel_pairs": mean(vowel_pairs), "random_pairs": mean(rand),
+            "n_case_pairs": len(pairs)}
+
+
+def neighbours(emb: torch.Tensor, index: int, k: int = 8) -> list[tuple[int, float]]:
+    """The ``k`` tokens whose embeddings have the highest cosine similarity with token ``index`` (itself excluded)."""
+    e = F.normalize(emb.detach().float(), dim=-1)
+    sims = e @ e[index]
+    sims[index] = -2.0
+    top = sims.topk(k)
+    return list(zip(top.indices.tolist(), top.values.tolist()))
+
+
+def embedding_pca(emb: torch.Tensor, tok: CharTokenizer, title: str) -> go.Figure:
+    """The character embeddings projected on their first two principal components, coloured by class."""
+    x = emb.detach().float()
+    x = x - x.mean(0)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    xy = (x @ v[:2].T).tolist()
+    fig = go.Figure()
+    classes = sorted({char_class(c) for c in tok.chars})
+    for i, cls in enumerate(classes):
+        rows = [(c, xy[j]) for j, c in enumerate(tok.chars) if char_class(c) == cls]
+        fig.add_trace(go.Scatter(x=[p[0] for _, p in rows], y=[p[1] for _, p in rows], mode="text+markers",
+                                 text=[plots.show_token(c) for c, _ in rows], textposition="top center",
+                                 marker=dict(color=plots.PALETTE[i % 10], size=7), name=cls))
+    fig.update_layout(title=title, xaxis_title="principal component 1", yaxis_title="principal component 2",
+                      height=460, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+class NeighbourExplorer:
+    """Type a token, see its nearest neighbours (cosine similarity of input embeddings) in each model."""
+
+    TITLE = "Nearest neighbours in embedding space"
+
+    def __init__(self, models: dict):
+        """``models``: {name: (embedding matrix, encode(text) -> ids, decode(id) -> str)}."""
+        import ipywidgets as widgets
+
+        self.models = models
+        self.model = widgets.Dropdown(options=list(models), description="model:")
+        self.token = widgets.Text(value="e", description="token:", continuous_update=False)
+        self.note = widgets.HTML()
+        self.figure = go.FigureWidget(go.Bar(x=[], y=[]))
+        self.figure.update_layout(title=self.TITLE, yaxis_title="cosine similarity", yaxis_range=[-0.2, 1],
+                                  height=340, margin=dict(l=60, r=20, t=50, b=60))
+        self.model.observe(self.show, "value")
+        self.token.observe(self.show, "value")
+        self.widget = widgets.VBox([widgets.HBox([self.model, self.token]), self.note, self.figure])
+        self.show()
+
+    def lookup(self, name: str, text: str) -> list[tuple[str, float]]:
+        emb, encode, decode = self.models[name]
+        ids = encode(text)
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens for {name}; type exactly one token")
+        return [(decode(i), s) for i, s in neighbours(emb, ids[0])]
+
+    def show(self, _=None):
+        try:
+            rows = self.lookup(self.model.value, self.token.value)
+        except ValueError as exc:
+            self.note.value = plots.error_html(exc)
+            return
+        self.note.value = f"8 nearest neighbours of <code>{plots.show_token(self.token.value)}</code>"
+        with self.figure.batch_update():
+            self.figure.data[0].x = [f"{plots.show_token(t)} " for t, _ in rows]
+            self.figure.data[0].y = [s for _, s in rows]
+            self.figure.layout.title = f"{self.TITLE}: {self.model.value}, {plots.show_token(self.token.value)!r}"
+
+
+# ----------------------------------------------------------------------------- 2. positions
+@torch.no_grad()
+def shuffle_test(model: GPT, ids: list[int], seed: int = 0) -> float:
+    """Largest change of the outputs when the input is shuffled (0 = the model reads a bag of tokens).
+
+    A decoder (causal): the context before the last token is shuffled and the next-token logits compared.
+    An encoder (bidirectional): the whole input is shuffled and each token's logits compared with its own."""
+    rng = random.Random(seed)
+    if model.config.causal:
+        head, last = list(ids[:-1]), ids[-1]
+        a = model(torch.tensor([head + [last]])).logits[0, -1]
+        b = model(torch.tensor([rng.sample(head, len(head)) + [last]])).logits[0, -1]
+        return (a - b).abs().max().item()
+    perm = rng.sample(range(len(ids)), len(ids))
+    a = model(torch.tensor([ids])).logits[0, perm]
+    b = model(torch.tensor([[ids[i] for i in perm]])).logits[0]
+    return (a - b).abs().max().item()
+
+
+@torch.no_grad()
+def rope_scores(model: GPT, ids: list[int], starts=(0, 10, 100)) -> dict:
+    """Layer-0, head-0 attention scores of ``ids`` placed at several absolute positions with RoPE.
+
+    Returns {start: (T, T) score matrix}: with RoPE the scores depend only on the offset, so all match."""
+    block = model.blocks[0]
+    x = block.ln1(model.tok_emb(torch.tensor([ids])))
+    C = x.size(-1)
+    q, k, _ = block.attn.qkv(x).split(C, dim=2)
+    d = C // block.attn.n_head
+    q, k = q[0, :, :d], k[0, :, :d]
+    return {s: rope(q, s) @ rope(k, s).T / d ** 0.5 for s in starts}
+
+
+def score_by_position(q: torch.Tensor, k: torch.Tensor, n: int = 24, use_rope: bool = True) -> torch.Tensor:
+    """Score of one query vector at position m against one key vector at position n, for all m, n < ``n``."""
+    qs, ks = q.expand(n, -1), k.expand(n, -1)
+    if use_rope:
+        qs, ks = rope(qs), rope(ks)
+    return qs @ ks.T / q.numel() ** 0.5
+
+
+# ----------------------------------------------------------------------------- 3. depth
+def depth_runs(seed: int = 0, callback=None, progress: bool = True) -> dict:
+    """Experiment 3: the deep model with both, without residuals, without LayerNorm; same budget."""
+    return {name: train_variant(seed, renamed(callback, name), name, progress, **DEPTH, **kw)
+            for name, kw in ABLATIONS.items()}
+
+
+def grad_norms_at_init(seed: int = 0, batches: int = 4) -> dict[str, list[float]]:
+    """Gradient norm of each block's parameters at initialisation (mean over a few batches), per variant."""
+    tok, tr, _ = corpus()
+    out = {}
+    for name, kw in ABLATIONS.items():
+        model_cfg, cfg = train.cpu_recipe(tok.vocab_size, **DEPTH, **kw)
+        model = new_model(model_cfg, seed)
+        g = torch.Generator().manual_seed(seed)
+        norms = torch.zeros(model_cfg.n_layer)
+        for _ in range(batches):
+            model.zero_grad()
+            model(*train.get_batch(tr, model_cfg.block_size, cfg.batch_size, g)).loss.backward()
+            norms += torch.stack([torch.cat([p.grad.flatten() for p in b.parameters()]).norm() for b in model.blocks])
+        out[name] = (norms / batches).tolist()
+    return out
+
+
+def grad_norm_figure(norms: dict[str, list[float]]) -> go.Figure:
+    groups = {name: {f"block {i + 1}": v for i, v in enumerate(vals)} for name, vals in norms.items()}
+    return plots.grouped_bars(groups, title="Gradient norm per block at initialisation",
+                              y_title="gradient norm (log scale)", log_y=True)
+
+
+def final_losses_figure(runs: dict, title: str) -> go.Figure:
+    return plots.bars(list(runs), [r["val_loss"] for r in runs.values()], title=title,
+                      y_title="validation loss (nats per character)", text_format="%{y:.2f}",
+                      colors=list(plots.PALETTE[: len(runs)]))
+
+
+# ----------------------------------------------------------------------------- 4. parameters
+def parameter_pie(model: GPT, title: str) -> go.Figure:
+    parts = {k: v for k, v in model.parameter_breakdown().items() if v}
+    fig = go.Figure(go.Pie(labels=list(parts), values=list(parts.values()), sort=False,
+                           marker=dict(colors=list(plots.PALETTE)), textinfo="label+percent"))
+    fig.update_layout(title=title, height=380, margin=dict(l=20, r=20, t=50, b=20))
+    return fig
+
+
+# ----------------------------------------------------------------------------- 5. encoder vs decoder
+def probe_windows(data: torch.Tensor, T: int = 32, n: int = 1024, seed: int = 0) -> torch.Tensor:
+    """``n`` random windows of ``T`` tokens (fixed by ``seed``) to probe a model with."""
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(len(data) - T, (n,), generator=g)
+    return data[starts[:, None] + torch.arange(T)]
+
+
+@torch.no_grad()
+def predict_at(model: GPT, kind: str, windows: torch.Tensor, pos: int, mask_id: int) -> torch.Tensor:
+    """Log-probabilities (n, vocab) of the token at ``pos`` of each window.
+
+    The decoder reads the tokens before ``pos`` and predicts the next one; the encoder reads the
+    whole window with the token at ``pos`` replaced by [MASK] (left *and* right context)."""
+    if kind == "decoder":
+        logits = model(windows[:, :pos]).logits[:, -1]
+    elif kind == "encoder":
+        x = windows.clone()
+        x[:, pos] = mask_id
+        logits = model(x).logits[:, pos]
+    else:
+        raise ValueError(f"kind must be 'encoder' or 'decoder', got {kind!r}")
+    return logits[:, :mask_id].log_softmax(-1)          # never predict [MASK] itself
+
+
+def probe(model: GPT, kind: str, windows: torch.Tensor, mask_id: int) -> dict:
+    """Accuracy at a masked middle character, and at the next character after a context (left to right)."""
+    T = windows.size(1)
+    mid = predict_at(model, kind, windows, T // 2, mask_id)
+    nxt = predict_at(model, kind, windows[:, : T // 2 + 1], T // 2, mask_id)   # nothing to the right
+    return {"fill_middle": (mid.argmax(-1) == windows[:, T // 2]).float().mean().item(),
+            "next_char": (nxt.argmax(-1) == windows[:, T // 2]).float().mean().item()}
+
+
+def enc_dec_runs(seed: int = 0, callback=None, progress: bool = True, steps: int | None = None) -> dict:
+    """Experiment 5: the same network trained as a decoder (causal, next token) and as an encoder
+    (bidirectional, BERT masked tokens), same steps and batches; both probed during training."""
+    tok, tr, va = corpus()
+    mask_id = tok.vocab_size                      # one extra id for [MASK] (both models have it)
+    windows = probe_windows(va, T=ENC_DEC["block_size"], seed=seed + 100)
+    runs = {}
+    for kind in ("decoder", "encoder"):
+        model_cfg, cfg = train.cpu_recipe(mask_id + 1, seed=seed, causal=kind == "decoder",
+                                          **{**ENC_DEC, **({"steps": steps} if steps else {})})
+        model = new_model(model_cfg, seed)
+        extra = {}
+        if kind == "encoder":
+            extra = dict(batch_fn=masked_batch_fn(tr, model_cfg.block_size, cfg.batch_size, mask_id, mask_id),
+                         loss_fn=masked_lm_loss)
+        cb = None if callback is None else (
+            lambda r, kind=kind: callback({"step": r["step"], **{f"{kind} {k}": r[k] for k in ("fill_middle", "next_char")}}))
+        t0 = time.process_time()
+        history = train.train(model, None if extra else tr, None, cfg, callback=cb, progress=progress, desc=kind,
+                              eval_fn=lambda m, kind=kind: probe(m, kind, windows, mask_id), **extra)
+        runs[kind] = {"model": model, "history": history, **probe(model, kind, windows, mask_id),
+                      "seconds": time.process_time() - t0, "stopped": train.stopped_early(history)}
+    runs["mask_id"] = mask_id
+    return runs
+
+
+@torch.no_grad()
+def continue_text(model: GPT, kind: str, prompt: str, n: int = 60, mask_id: int | None = None) -> str:
+    """Greedy left-to-right continuation; the encoder predicts a [MASK] appended after the text each step."""
+    tok = corpus()[0]
+    ids = tok.encode(prompt)
+    if kind == "decoder":
+        return tok.decode(model.generate(torch.tensor([ids]), n, temperature=0)[0, len(ids):].tolist())
+    T = model.config.block_size
+    for _ in range(n):
+        ctx = ids[-(T - 1):] + [mask_id]
+        ids.append(int(model(torch.tensor([ctx])).logits[0, -1, :mask_id].argmax()))
+    return tok.decode(ids[len(tok.encode(prompt)):])
+
+
+def masks_figure(T: int = 8) -> go.Figure:
+    """The decoder's causal mask next to the encoder's full (bidirectional) mask."""
+    fig = make_subplots(1, 2, subplot_titles=("decoder (GPT): causal", "encoder (BERT): bidirectional"))
+    for col, m in enumerate((causal_mask(T), torch.ones(T, T, dtype=torch.bool)), 1):
+        fig.add_trace(go.Heatmap(z=m.int().tolist(), colorscale=[[0, "#f0f0f0"], [1, plots.PALETTE[0]]],
+                                 showscale=False, hovertemplate="query %{y} → key %{x}: %{z}<extra></extra>"), 1, col)
+        fig.update_xaxes(title_text="key position", row=1, col=col)
+        fig.update_yaxes(title_text="query position", autorange="reversed", row=1, col=col)
+    fig.update_layout(title="Attention masks: which positions may each position see?", height=360)
+    return fig
+
+
+def encoder_decoder_diagram() -> go.Figure:
+    """The original transformer for translation (Vaswani et al. 2017, Figure 1), as boxes and arrows."""
+    fig = go.Figure()
+    boxes = {  # name: (x0, y0, x1, y1, colour)
+        "source tokens: « le chat dort »": (0, 0, 4, 0.8, PALETTE_GREY),
+        "self-attention (bidirectional)": (0, 1.6, 4, 2.4, plots.PALETTE[0]),
+        "MLP": (0, 2.8, 4, 3.6, plots.PALETTE[2]),
+        "target so far: « the cat »": (6, 0, 10, 0.8, PALETTE_GREY),
+        "masked self-attention (causal)": (6, 1.2, 10, 2.0, plots.PALETTE[1]),
+        "cross-attention (queries: decoder, keys/values: encoder)": (6, 2.4, 10, 3.2, plots.PALETTE[3]),
+        "MLP ": (6, 3.6, 10, 4.4, plots.PALETTE[2]),
+        "next target token: « sleeps »": (6, 5.2, 10, 6.0, PALETTE_GREY),
+    }
+    for text, (x0, y0, x1, y1, color) in boxes.items():
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, fillcolor=color, opacity=0.35, line_color=color)
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text.strip(), showarrow=False, font_size=11)
+    arrows = [((2, 0.8), (2, 1.6)), ((2, 2.4), (2, 2.8)), ((8, 0.8), (8, 1.2)), ((8, 2.0), (8, 2.4)),
+              ((8, 3.2), (8, 3.6)), ((8, 4.4), (8, 5.2)), ((2, 3.6), (6, 2.8))]
+    for (x0, y0), (x1, y1) in arrows:
+        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y",
+                           showarrow=True, arrowhead=3, arrowwidth=1.5, text="")
+    fig.add_annotation(x=2, y=4.3, text="<b>encoder</b> (× N layers)", showarrow=False)
+    fig.add_annotation(x=8, y=6.6, text="<b>decoder</b> (× N layers)", showarrow=False)
+    fig.add_trace(go.Scatter(x=[0, 10], y=[0, 6.8], mode="markers", marker_opacity=0, hoverinfo="skip",
+                             showlegend=False))
+    fig.update_xaxes(visible=False, range=[-0.5, 10.5])
+    fig.update_yaxes(visible=False, range=[-0.3, 7])
+    fig.update_layout(title="The original encoder–decoder transformer (translation)", height=440,
+                      plot_bgcolor="white", margin=dict(l=20, r=20, t=50, b=20))
+    return fig
+
+
+PALETTE_GREY = "#bab0ac"
+
+
+# ----------------------------------------------------------------------------- 6. parameter calculator
+def gpt_params(vocab: int, width: int, depth: int, heads: int, context: int, mlp: bool = True,
+               tied: bool = True, bias: bool = True, pos: str = "learned") -> dict[str, int]:
+    """Parameters per component of a GPT-2-style model (the course GPT), the same keys as
+    ``GPT.parameter_breakdown``. Per block: attention 4·d² (+4·d biases), MLP 8·d² (+5·d), 2 LayerNorms."""
+    for name, v in (("vocab", vocab), ("width", width), ("depth", depth), ("heads", heads), ("context", context)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if width % heads:
+        raise ValueError(f"width={width} must be divisible by heads={heads}")
+    d, b = width, int(bias)
+    return {"token embedding": vocab * d, "position embedding": context * d if pos == "learned" else 0,
+            "attention": depth * (4 * d * d + 4 * b * d), "MLP": depth * (8 * d * d + 5 * b * d) if mlp else 0,
+            "LayerNorm": ((2 if mlp else 1) * depth + 1) * d * (1 + b), "output head": 0 if tied else vocab * d}
+
+
+def llama_params(vocab: int, width: int, depth: int, heads: int, kv_heads: int, ff: int,
+                 tied: bool = True) -> dict[str, int]:
+    """Parameters of a Llama-style model (SmolLM2): no biases, RMSNorm (one gain vector), grouped-query
+    attention (k and v have ``kv_heads`` heads), SwiGLU MLP with three width×ff matrices, no position table."""
+    kv = width // heads * kv_heads
+    return {"token embedding": vocab * width, "position embedding": 0,
+            "attention": depth * (2 * width * width + 2 * width * kv), "MLP": depth * 3 * width * ff,
+            "LayerNorm": (2 * depth + 1) * width, "output head": 0 if tied else vocab * width}
+
+
+BYTES = {"fp32": 4.0, "bf16": 2.0, "int4": 0.5}
+
+
+def memory(n_params: int) -> dict[str, float]:
+    """Bytes to store the weights (only the weights: no activations, no KV cache, no optimizer)."""
+    return {fmt: n_params * b for fmt, b in BYTES.items()}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1000
+
+
+# The GPT-2 "124M" of OpenAI's gpt-2 repository (models/124M/hparams.json: n_vocab 50257, n_ctx 1024,
+# n_embd 768, n_head 12, n_layer 12); the others are the course's own models.
+PRESETS = {"CPU recipe (notebook 03)": dict(vocab=83, width=96, depth=2, heads=4, context=32),
+           "shakespeare-char": dict(vocab=83, width=192, depth=6, heads=6, context=256),
+           "GPT-2 small (124M)": dict(vocab=50257, width=768, depth=12, heads=12, context=1024)}
+
+
+class ParameterCalculator:
+    """Sliders for a GPT's shape -> parameters per component and the memory its weights take."""
+
+    TITLE = "Parameter calculator"
+
+    def __init__(self, preset: str = "shakespeare-char"):
+        import ipywidgets as widgets
+
+        self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="preset:")
+        style = dict(description_width="initial")
+        self.vocab = widgets.BoundedIntText(min=1, max=1_000_000, description="vocabulary", style=style)
+        self.width = widgets.IntSlider(min=16, max=4096, step=16, description="width", style=style)
+        self.depth = widgets.IntSlider(min=1, max=96, description="depth", style=style)
+        self.heads = widgets.IntSlider(min=1, max=64, description="heads", style=style)
+        self.context = widgets.IntSlider(min=16, max=8192, step=16, description="context", style=style)
+        self.table = widgets.HTML()
+        self.figure = go.FigureWidget(go.Bar(x=[], y=[], marker_color=list(plots.PALETTE[:6])))
+        self.figure.update_layout(title=self.TITLE, yaxis_title="parameters", height=360,
+                                  margin=dict(l=70, r=20, t=50, b=60))
+        self.load_preset()
+        self.preset.observe(self.load_preset, "value")
+        for w in (self.vocab, self.width, self.depth, self.heads, self.context):
+            w.observe(self.show, "value")
+        self.widget = widgets.VBox([self.preset, widgets.HBox([self.vocab, self.heads]),
+                                    widgets.HBox([self.width, self.depth]), self.context, self.table, self.figure])
+        self.show()
+
+    def values(self) -> dict:
+        return dict(vocab=self.vocab.value, width=self.width.value, depth=self.depth.value,
+                    heads=self.heads.value, context=self.context.value)
+
+    def load_preset(self, _=None):
+        self._loading = True
+        for k, v in PRESETS[self.preset.value].items():
+            getattr(self, k).value = v
+        self._loading = False
+        self.show()
+
+    def show(self, _=None):
+        if getattr(self, "_loading", False):
+            return
+        try:
+            parts = gpt_params(**self.values())
+        except ValueError as exc:
+            self.table.value = plots.error_html(exc)
+            return
+        total = sum(parts.values())
+        mem = " | ".join(f"{fmt}: <b>{human_bytes(b)}</b>" for fmt, b in memory(total).items())
+        self.table.value = f"<b>{total:,}</b> parameters &nbsp; weights in {mem}"
+        with self.figure.batch_update():
+            self.figure.data[0].x = list(parts)
+            self.figure.data[0].y = list(parts.values())
+            self.figure.layout.title = f"{self.TITLE}: {total:,} parameters"
+
+
+# ----------------------------------------------------------------------------- exercise checkers
+def check_rope(fn) -> None:
+    """Exercise 1: ``fn(x, start)`` rotates each feature pair of x (..., T, d) as ``model.rope`` does."""
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    for start in (0, 3):
+        got = fn(x.clone(), start)
+        assert isinstance(got, torch.Tensor) and got.shape == x.shape, \
+            f"return a tensor of shape {tuple(x.shape)}, got {getattr(got, 'shape', type(got).__name__)}"
+        assert torch.allclose(got.norm(dim=-1), x.norm(dim=-1), atol=1e-4), \
+            "a rotation keeps each vector's length; yours changes it"
+        assert torch.allclose(got, rope(x, start), atol=1e-5), \
+            f"with start={start} your rotation differs from RoPE (largest gap {(got - rope(x, start)).abs().max():.3g})"
+
+
+def check_block_params(fn) -> None:
+    """Exercise 2: ``fn(d)`` is the parameter count of one full block (biases on) of width d."""
+    for d in (8, 32, 96):
+        want = sum(p.numel() for p in Block(GPTConfig(vocab_size=10, n_embd=d, n_head=4)).parameters())
+        got = fn(d)
+        assert got == want, f"for d={d} your formula gives {got!r}; a real block of the course GPT has {want:,}"
+
+
+def check_masks(fn) -> None:
+    """Exercise 3: ``fn(T, causal)`` is the (T, T) bool mask, True where a query may attend a key."""
+    for T in (1, 4, 7):
+        for causal, want in ((True, causal_mask(T)), (False, torch.ones(T, T, dtype=torch.bool))):
+            got = fn(T, causal)
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.shape == (T, T), \
+                f"return a ({T}, {T}) tensor of dtype torch.bool"
+            assert torch.equal(got, want), f"causal={causal}, T={T}: wrong mask\n{got.int()}"
+    q = k = v = torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(attention(q, k, v, fn(5, True))[0], attention(q, k, v, causal_mask(5))[0]), \
+        "the attention output with your causal mask differs"
+
+
+# ----------------------------------------------------------------------------- shipped sweep results
+SWEEP = dict(steps=600, eval_interval=100, eval_batches=20)
+LONG_ENC_DEC_STEPS = 1500
+
+
+def summary(run: dict) -> dict:
+    """The JSON-safe part of a run (no model)."""
+    return {k: v for k, v in run.items() if k != "model"}
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text(encoding="utf-8"))
+
+
+def mean_by(runs: list[dict], key: str, value: str = "val_loss") -> dict[str, float]:
+    """{run[key]: mean of run[value] over the seeds}, in the order first seen."""
+    names = list(dict.fromkeys(r[key] for r in runs))
+    return {n: statistics.mean(r[value] for r in runs if r[key] == n) for n in names}
+
+
+def main(seeds=(0, 1), parts=("positions", "mlp", "depth_runs", "enc_dec_runs")) -> dict:
+    """Re-make ``course_utils/data/transformer_results.json`` (about 5 minutes of CPU on one thread).
+
+    ``parts`` re-makes only those sections of an existing file (``--parts enc_dec_runs``); every run is
+    seeded, so the full command reproduces all of them."""
+    import platform
+    import sys
+
+    torch.set_num_threads(1)
+    old = load_results() if RESULTS.exists() and len(parts) < 4 else {}
+    out = {"command": "python -m course_utils.lessons.transformer", "torch": torch.__version__,
+           "python": platform.python_version(), "seeds": list(seeds), "sweep": SWEEP, "depth": DEPTH,
+           "enc_dec": {**ENC_DEC, "steps": LONG_ENC_DEC_STEPS}}
+    out.update({k: ([] if k in parts else old[k]) for k in ("positions", "mlp", "depth_runs", "enc_dec_runs")})
+    for seed in seeds:
+        for pos in POSITIONS if "positions" in parts else ():
+            run = train_variant(seed, desc=f"{pos} seed {seed}", progress=False, pos_encoding=pos, **SWEEP)
+            out["positions"].append({"pos_encoding": pos, "seed": seed, **summary(run)})
+            print(pos, seed, round(run["val_loss"], 3), file=sys.stderr, flush=True)
+        for mlp in (True, False) if "mlp" in parts else ():
+            run = train_variant(seed, progress=False, mlp=mlp, **SWEEP)
+            out["mlp"].append({"blocks": "attention + MLP" if mlp else "attention only", "seed": seed, **summary(run)})
+        for name, run in depth_runs(seed, progress=False).items() if "depth_runs" in parts else ():
+            out["depth_runs"].append({"variant": name, "seed": seed, **summary(run)})
+    for seed in seeds if "enc_dec_runs" in parts else ():
+        runs = enc_dec_runs(seed, progress=False, steps=LONG_ENC_DEC_STEPS)
+        for kind in ("decoder", "encoder"):
+            out["enc_dec_runs"].append({"kind": kind, "seed": seed, **summary(runs[kind])})
+            print(kind, seed, runs[kind]["fill_middle"], runs[kind]["next_char"], file=sys.stderr, flush=True)
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    cli = argparse.ArgumentParser(prog="python -m course_utils.lessons.transformer", description=main.__doc__)
+    cli.add_argument("--parts", nargs="+", default=["positions", "mlp", "depth_runs", "enc_dec_runs"],
+                     choices=["positions", "mlp", "depth_runs", "enc_dec_runs"])
+    main(parts=tuple(cli.parse_args().parts))
