@@ -19,7 +19,7 @@ ERROR_COLOR = "#cf222e"
 
 def error_html(message: str) -> str:
     """A widget's message for bad input: red, escaped, never a traceback."""
-    return f"<span style='color:{ERROR_COLOR}'>&#10008; {html.escape(str(message))}</span>"
+    return f"<span style='color:{ERROR_COLOR}'>&#10008; {html.escape(str(message), quote=False)}</span>"
 
 
 def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str = "",

@@ -19,7 +19,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -136,28 +136,16 @@ def handmade_widget(tokens: Sequence[str] = TOY_TOKENS, q=TOY_Q, k=TOY_K, v=TOY_
 # ---------------------------------------------------------------------------
 @torch.no_grad()
 def forward_with_mask_switch(model: GPT, idx: torch.Tensor, causal: bool = True) -> torch.Tensor:
-    """The course GPT's forward pass written out, with the causal mask switchable; returns logits.
+    """Logits of ``idx`` from the course GPT, with the causal mask on (the model as trained) or off.
 
-    With ``causal=True`` it matches ``model(idx).logits``; with ``causal=False`` every token can
-    see the future (which a language model must never do).
+    With ``causal=False`` the same weights run as a bidirectional model (``GPTConfig(causal=False)``):
+    every token can see the future, which a language model must never do.
     """
-    if idx.dim() != 2:
-        raise ValueError(f"idx must have shape (batch, time), got {tuple(idx.shape)}")
-    B, T = idx.shape
-    if T > model.config.block_size:
-        raise ValueError(f"{T} tokens; allowed 1..{model.config.block_size}")
-    x = model.tok_emb(idx) + model.positions(0, T, idx.device)
-    mask = causal_mask(T) if causal else None
-    for block in model.blocks:
-        attn = block.attn
-        C = x.size(-1)
-        q, k, v = attn.qkv(block.ln1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k, v))
-        y, _ = attention(q, k, v, mask)
-        x = x + attn.proj(y.transpose(1, 2).reshape(B, T, C))
-        if block.mlp is not None:
-            x = x + block.mlp(block.ln2(x))
-    return model.head(model.ln_f(x))
+    if causal:
+        return model(idx).logits
+    free = GPT(replace(model.config, causal=False)).to(next(model.parameters()).device)
+    free.load_state_dict(model.state_dict())
+    return free.eval()(idx).logits
 
 
 @dataclass
