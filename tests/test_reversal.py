@@ -1,14 +1,12 @@
 """Tests for course_utils.reversal: the world, the recipes, the metrics, the exercise checkers,
 and the reversal curse itself on seeds and world sizes the notebook does not use."""
 import math
-import random
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from course_utils import reversal as rv
-from course_utils.model import GPT, GPTConfig
 
 # Small enough to train in well under a minute of CPU, big enough to learn every forward fact.
 TINY = rv.ExperimentConfig(n_layer=2, n_head=4, n_embd=96, steps=600, batch_size=48, lr=3e-3, eval_interval=500)
@@ -106,15 +104,10 @@ def test_rank_percentile():
         rv.rank_percentile(0.0, [])
 
 
-def _random_model(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=18, n_layer=1, n_head=2, n_embd=32)).eval()
-
-
-def test_sequence_logprobs_matches_token_by_token_chain_rule():
+def test_sequence_logprobs_matches_token_by_token_chain_rule(random_world_model):
     world = rv.make_world(30, 0)
     tok = rv.make_tokenizer(world)
-    model = _random_model(tok)
+    model = random_world_model(tok)
     q = rv.make_queries(world, "reverse")[0]
     got = rv.sequence_logprobs(model, tok, [q.prompt], [q.answer])[0].item()
     ids, want = tok.encode(q.prompt), 0.0
@@ -125,10 +118,10 @@ def test_sequence_logprobs_matches_token_by_token_chain_rule():
     assert math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-4)
 
 
-def test_untrained_model_is_at_chance_and_greedy_answers_have_answer_length():
+def test_untrained_model_is_at_chance_and_greedy_answers_have_answer_length(random_world_model):
     world = rv.make_world(60, 0)
     tok = rv.make_tokenizer(world)
-    model = _random_model(tok, 3)
+    model = random_world_model(tok, 3)
     qs = rv.make_queries(world, "reverse")
     pct = rv.rank_percentiles(model, tok, qs, world)
     assert 35 < sum(pct) / len(pct) < 65

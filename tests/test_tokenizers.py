@@ -2,20 +2,17 @@
 the fixed vocabularies, and the any-tokenizer adapter (token pieces)."""
 from __future__ import annotations
 
-import collections
 import random
 import unicodedata
 
 import pytest
-import regex
 
 from course_utils.lessons.tokenization import UDHR_ARTICLE_1
-from course_utils.assets import get_encoding, shakespeare
-from course_utils.tokenizers import (GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, CharTokenizer, WordTokenizer,
+from course_utils.tokenizers import (GPT2_PATTERN, BPETokenizer, CharTokenizer, WordTokenizer,
                                      count_tokens, piece_label, token_pieces)
 from course_utils.tokenizers.bpe import naive_train
 
-NAMES = ("gpt2", "cl100k_base", "o200k_base")
+NAMES = ("gpt2", "cl100k_base", "o200k_base")          # the vocabularies of the pairs fixture (conftest)
 
 VARIED = [
     "Hello world! hello World HELLO   Hello",
@@ -33,16 +30,6 @@ VARIED = [
     "x" * 300 + " " * 200 + "!?" * 150 + "1234567890" * 20,
     "\u00a0non-breaking\u2009thin\u3000ideographic\u2028line\u0085next\x0bvt\x0cff",
 ] + list(UDHR_ARTICLE_1.values())
-
-
-@pytest.fixture(scope="module")
-def pairs():
-    return {name: (BPETokenizer.from_tiktoken(name), get_encoding(name)) for name in NAMES}
-
-
-@pytest.fixture(scope="module")
-def corpus() -> str:
-    return shakespeare("small", "val")[:30_000]
 
 
 def random_text(rng: random.Random, n_max: int = 60) -> str:

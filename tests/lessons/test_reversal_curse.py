@@ -1,5 +1,4 @@
 """Notebook 06's companion: the query helper, the exercise checkers and the live accuracy plot."""
-import math
 
 import pytest
 import torch
@@ -7,18 +6,12 @@ import torch.nn.functional as F
 
 from course_utils import reversal as rv
 from course_utils.lessons import reversal_curse as lab
-from course_utils.model import GPT, GPTConfig
 
 
-def _random_model(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=18, n_layer=1, n_head=2, n_embd=32)).eval()
-
-
-def test_top_names_validates_input():
+def test_top_names_validates_input(random_world_model):
     world = rv.make_world(30, 0)
     tok = rv.make_tokenizer(world)
-    model = _random_model(tok)
+    model = random_world_model(tok)
     top = lab.top_names(model, tok, world, "the composer of " + " ".join(world[0].title) + " is called", k=3)
     assert len(top) == 3 and all(0 < p <= 1 for _, p in top) and top[0][1] >= top[-1][1]
     with pytest.raises(ValueError, match="Zorglub"):
@@ -46,10 +39,10 @@ def test_check_rank_percentile():
         lab.check_rank_percentile(lambda c, d: 100.0 * sum(x < c for x in d) / len(d))
 
 
-def test_check_answer_logprob():
+def test_check_answer_logprob(random_world_model):
     world = rv.make_world(30, 0)
     tok = rv.make_tokenizer(world)
-    model = _random_model(tok)
+    model = random_world_model(tok)
 
     def right(model, tok, prompt, answer):
         ids, total = tok.encode(prompt), 0.0

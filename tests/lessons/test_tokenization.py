@@ -5,21 +5,9 @@ import collections
 
 import pytest
 
-from course_utils.assets import get_encoding, shakespeare
 from course_utils.lessons import tokenization as lab
 from course_utils.tokenizers import BPETokenizer, merge_pair
 
-NAMES = ("gpt2", "cl100k_base", "o200k_base")
-
-
-@pytest.fixture(scope="module")
-def pairs():
-    return {name: (BPETokenizer.from_tiktoken(name), get_encoding(name)) for name in NAMES}
-
-
-@pytest.fixture(scope="module")
-def corpus() -> str:
-    return shakespeare("small", "val")[:30_000]
 
 
 def test_digit_patterns(pairs):
