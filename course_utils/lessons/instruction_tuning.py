@@ -262,8 +262,10 @@ def check_render(fn) -> None:
 
 
 # ------------------------------------------------------------------ shipped sweep
-def sweep(seeds=(0, 1), steps: int = 50, ranks=(4, 16), n_train: int = 400, n_test: int = 40) -> list[dict]:
-    """Full fine-tuning (response-only and whole-sequence loss) and LoRA at ``ranks``, per seed."""
+def sweep(seeds=(0, 1), steps: int = 50, ranks=(4,), n_train: int = 400, n_test: int = 40,
+          save=None) -> list[dict]:
+    """Full fine-tuning (response-only and whole-sequence loss) and LoRA at ``ranks``, per seed;
+    ``save(runs)`` is called after every run (a long sweep leaves usable partial results)."""
     base, tok = chat_model()
     runs = []
     for seed in seeds:
@@ -281,6 +283,8 @@ def sweep(seeds=(0, 1), steps: int = 50, ranks=(4, 16), n_train: int = 400, n_te
                          "user_marker_samples": samples,
                          "writes_instruction": sum(map(writes_instruction, samples)) / len(samples)})
             print(runs[-1], flush=True)
+            if save is not None:
+                save(runs)
     return runs
 
 
@@ -291,13 +295,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    runs = sweep(tuple(args.seeds), args.steps)
     command = "python -m course_utils.lessons.instruction_tuning " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = {"command": command, "runs": runs}
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1, ensure_ascii=False)
-    return result
+
+    def save(runs):
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"command": command, "runs": runs}, f, indent=1, ensure_ascii=False)
+    return {"command": command, "runs": sweep(tuple(args.seeds), args.steps, save=save)}
 
 
 if __name__ == "__main__":

@@ -146,16 +146,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    runs = [run(s, r, args.n_people, args.pretrain_steps, args.finetune_steps, progress=False)
-            for s in args.seeds for r in RECIPES]
     command = "python -m course_utils.lessons.instruction_tuning_bios " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = {"command": command, "runs": runs,
+    result = {"command": command, "runs": [],
               "source": "Allen-Zhu & Li 2023, Physics of Language Models 3.1, arXiv 2309.14316"}
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    for r in runs:
-        print(r)
+    for s in args.seeds:
+        for r in RECIPES:
+            result["runs"].append(run(s, r, args.n_people, args.pretrain_steps, args.finetune_steps, progress=False))
+            print(result["runs"][-1], flush=True)
+            with open(args.out, "w", encoding="utf-8") as f:      # after every run: partial results stay usable
+                json.dump(result, f, indent=1)
     return result
 
 
