@@ -200,3 +200,19 @@ def grow_embeddings(model: GPT, n_new: int, seed: int = 0) -> list[int]:
         model.head = head
     model.config.vocab_size = V + n_new
     return list(range(V, V + n_new))
+
+
+def without_dropout(model: GPT) -> GPT:
+    """Set every dropout probability of the model to 0, in place (config included); return it.
+
+    Dropout draws its masks from torch's *global* generator, so a fine-tuning run with dropout
+    depends on whatever ran before it in the process. Without dropout a run depends only on its
+    ``seed`` (the batches and the LoRA init come from local generators): the same seed gives the
+    same model in every process."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.0
+    model.config.dropout = 0.0
+    return model

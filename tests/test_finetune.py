@@ -145,3 +145,12 @@ def test_special_tokens_append_after_old_ids():
     words = WordTokenizer(["hello", "world"])
     words.add_special_tokens(["<end>"])
     assert words.encode("hello world <end>") == [0, 1, 2]
+
+
+def test_without_dropout_makes_training_forward_deterministic():
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.5)).train()
+    x = torch.randint(11, (2, 8), generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(model(x).logits, model(x).logits)      # dropout draws from the global generator
+    ft.without_dropout(model)
+    assert model.config.dropout == 0.0
+    assert torch.equal(model(x).logits, model(x).logits)

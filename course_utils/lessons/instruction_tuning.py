@@ -77,8 +77,10 @@ def make_examples(split: str, n_per_task: int, seed: int = 0) -> list[Example]:
 
 
 def chat_model(name: str = "shakespeare-char") -> tuple[GPT, CharTokenizer]:
-    """The shipped model with the template's three special tokens added as new embedding rows."""
+    """The shipped model with the template's three special tokens added as new embedding rows, and
+    without dropout (so a fine-tuning run depends on its seed only: ``finetune.without_dropout``)."""
     model, tok, _ = load_checkpoint(name)
+    finetune.without_dropout(model)
     new_ids = tok.add_special_tokens(SPECIALS)
     assert finetune.grow_embeddings(model, len(SPECIALS)) == new_ids
     return model.eval(), tok
@@ -270,7 +272,7 @@ def sweep(seeds=(0, 1), steps: int = 50, ranks=(4,), n_train: int = 400, n_test:
     runs = []
     for seed in seeds:
         tr, te = make_examples("train", n_train, seed), make_examples("val", n_test, seed + 100)
-        behave = te[::10]
+        behave = te[::4]
         setups = [("full, response-only loss", dict(mask_prompt=True)),
                   ("full, whole-sequence loss", dict(mask_prompt=False))]
         setups += [(f"LoRA r={r}", dict(lora_rank=r, lr=5e-3)) for r in ranks]
