@@ -23,9 +23,10 @@ def test_instruction_box_shows_three_answers(course_notebook):
     for name in ("base", "SFT", "LoRA"):
         assert name in after, f"{name} missing from the answers table: {after!r}"
     run.shot("answers-after", cell)
-    # bad input: a character the model does not know gives a message, not a traceback
+    # bad input: a character the model does not know gives a message, not a traceback (the message replaces
+    # the table, so hold the cell's element: the locator filtered on the table would no longer match)
+    cell_el = cell.element_handle()
     box.fill("Repeat: 😀")
     box.press("Enter")
-    run.page.wait_for_function("el => /not in this model/.test(el.innerText)", arg=cell.element_handle(),
-                               timeout=30_000)
-    assert "Traceback" not in cell.inner_text()
+    run.page.wait_for_function("el => /not in this model/.test(el.innerText)", arg=cell_el, timeout=30_000)
+    assert "Traceback" not in cell_el.inner_text()
