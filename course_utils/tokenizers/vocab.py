@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Iterable, Sequence
 
 import torch
@@ -25,6 +26,7 @@ class Vocabulary:
             raise ValueError(f"a {type(self).__name__} needs at least one {self.kind}")
         self.symbols = symbols
         self.stoi = {s: i for i, s in enumerate(symbols)}
+        self.special: list[str] = []      # special tokens, appended after the ordinary symbols
 
     @property
     def vocab_size(self) -> int:
@@ -39,7 +41,35 @@ class Vocabulary:
     def _unknown(self, unknown: list[str]) -> str:
         return f"{self.kind}s not in this vocabulary: {unknown!r} (it has {self.vocab_size} {self.kind}s)"
 
+    def add_special_tokens(self, tokens: Sequence[str]) -> list[int]:
+        """Append special tokens (e.g. ``"<|end|>"``) as new symbols; return their ids.
+
+        New ids come after every existing one, so old ids (and a model's rows for them) are
+        unchanged. ``encode`` then reads each special token in a text as one token.
+        """
+        tokens = list(tokens)
+        bad = [t for t in tokens if not isinstance(t, str) or not t or t in self.stoi or tokens.count(t) > 1]
+        if bad:
+            raise ValueError(f"special tokens must be new, distinct, non-empty strings; not {bad!r}")
+        for t in tokens:
+            self.stoi[t] = len(self.symbols)
+            self.symbols.append(t)
+            self.special.append(t)
+        return [self.stoi[t] for t in tokens]
+
     def encode(self, text) -> list[int]:
+        if self.special and isinstance(text, str):
+            pattern = "(" + "|".join(re.escape(t) for t in sorted(self.special, key=len, reverse=True)) + ")"
+            ids: list[int] = []
+            for piece in re.split(pattern, text):
+                if piece in self.special:
+                    ids.append(self.stoi[piece])
+                elif piece:
+                    ids.extend(self._encode_plain(piece))
+            return ids
+        return self._encode_plain(text)
+
+    def _encode_plain(self, text) -> list[int]:
         symbols = self.split(text)
         unknown = sorted({s for s in symbols if s not in self.stoi})
         if unknown:
@@ -89,13 +119,17 @@ class CharTokenizer(Vocabulary):
                 f"(it knows {self.vocab_size} characters: {''.join(self.chars)!r})")
 
     def to_dict(self) -> dict:
-        return {"type": "char", "chars": "".join(self.chars)}
+        d = {"type": "char", "chars": "".join(c for c in self.chars if c not in self.special)}
+        return {**d, "special": list(self.special)} if self.special else d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
         if d.get("type") != "char":
             raise ValueError(f"not a character tokenizer: {d.get('type')!r}")
-        return cls(d["chars"])
+        tok = cls(d["chars"])
+        if d.get("special"):
+            tok.add_special_tokens(d["special"])
+        return tok
 
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as f:
