@@ -51,6 +51,7 @@ def pytest_sessionfinish(session, exitstatus):
            for s, t in sorted(full.items()) if s not in stated or not runtimes.agrees(t, stated[s])]
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if off and reporter:
+        reporter.write_line("")
         reporter.write_line("notebook runtimes disagree with notebooks/runtimes.json (tolerance x"
                             f"{runtimes.FACTOR} ± {runtimes.SLACK_S:.0f} s):\n  " + "\n  ".join(off)
                             + "\n  measured: artifacts/notebook_runtimes.json; to adopt them: python ci/runtimes.py --update",
