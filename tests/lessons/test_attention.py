@@ -213,7 +213,7 @@ def test_explorer_bad_text_keeps_plot(char_model):
     ex = lab.AttentionExplorer(model, tok, "ROMEO:\nBut soft!")
     before = np.asarray(ex.figure.data[0].z).copy()
     ex.text.value = "🐯"
-    assert "not in this model's vocabulary" in ex.message.value
+    assert "not in this model" in ex.message.value and "vocabulary" in ex.message.value   # error_html escapes the apostrophe
     assert np.array_equal(np.asarray(ex.figure.data[0].z), before)
     ex.text.value = ""
     assert "empty" in ex.message.value
