@@ -25,11 +25,12 @@ def error_html(message: str) -> str:
 def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str = "",
             x_title: str = "key (attended to)", y_title: str = "query (attending)",
             zmin: float | None = 0.0, zmax: float | None = None, colorscale: str = "Blues",
-            hover_value: str = "weight", height: int | None = None) -> go.Figure:
+            hover_value: str = "weight", height: int | None = None, token_labels: bool = True) -> go.Figure:
     """A labelled heatmap whose hover shows row label, column label and value.
 
     Labels may repeat (the same character twice), so cells are placed by index and the
-    axes show the labels as tick text.
+    axes show the labels as tick text. ``token_labels=True`` treats labels as tokens and makes
+    their whitespace visible (:func:`show_token`); pass False for plain axis labels ("layer 0").
     """
     import numpy as np
 
@@ -39,7 +40,8 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
                          f"{len(x_labels)} column labels")
     if not np.isfinite(z[~np.isneginf(z)]).all():
         raise ValueError("heatmap values contain NaN or +inf")
-    xs, ys = [show_token(t) for t in x_labels], [show_token(t) for t in y_labels]
+    shown = show_token if token_labels else str
+    xs, ys = [shown(t) for t in x_labels], [shown(t) for t in y_labels]
     custom = [[[ys[i], xs[j]] for j in range(len(xs))] for i in range(len(ys))]
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(len(xs))), y=list(range(len(ys))), customdata=custom, zmin=zmin, zmax=zmax,

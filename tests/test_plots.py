@@ -32,3 +32,11 @@ def test_grouped_bars_and_error_html():
 def test_heatmap_rejects_mismatched_labels():
     with pytest.raises(ValueError, match="does not match"):
         plots.heatmap([[1, 2]], ["a"], ["b"])
+
+
+def test_heatmap_token_labels_show_whitespace_plain_labels_do_not():
+    tokens = plots.heatmap([[1.0, 2.0]], ["a b", "\n"], ["row 0"])
+    assert list(tokens.layout.xaxis.ticktext) == ["a␣b", "⏎"]
+    plain = plots.heatmap([[1.0, 2.0]], ["head 0", "head 1"], ["layer 0"], token_labels=False)
+    assert list(plain.layout.xaxis.ticktext) == ["head 0", "head 1"]
+    assert list(plain.layout.yaxis.ticktext) == ["layer 0"]

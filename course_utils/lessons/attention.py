@@ -132,6 +132,52 @@ def handmade_widget(tokens: Sequence[str] = TOY_TOKENS, q=TOY_Q, k=TOY_K, v=TOY_
 
 
 # ---------------------------------------------------------------------------
+# Why 1/sqrt(d): the softmax of unscaled dot products saturates as d grows
+# ---------------------------------------------------------------------------
+def scale_entropy(dims: Sequence[int] = (4, 16, 64, 256, 1024), n_keys: int = 32, n_queries: int = 256,
+                  seed: int = 0) -> dict[str, list[float]]:
+    """Mean softmax entropy (nats) of the scores of random queries against ``n_keys`` random keys,
+    with entries drawn from N(0, 1), for each vector size d in ``dims``: {"without the scale": [...],
+    "with 1/√d": [...]}.
+
+    q·k is a sum of d products of variance 1, so its variance is d: unscaled, the scores spread out
+    as d grows and the softmax puts nearly all weight on one key (entropy -> 0); divided by √d they
+    keep variance 1 and the entropy stays put. The maximum, an even spread, is ln(n_keys).
+    """
+    if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
+        raise ValueError(f"dims must be positive integers, got {dims!r}")
+    if not isinstance(n_keys, int) or n_keys < 2:
+        raise ValueError(f"n_keys must be an integer >= 2, got {n_keys!r}")
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, list[float]] = {"without the scale": [], "with 1/√d": []}
+    for d in dims:
+        q = torch.randn(n_queries, d, generator=g)
+        k = torch.randn(n_keys, d, generator=g)
+        scores = q @ k.T
+        for name, s in (("without the scale", scores), ("with 1/√d", scores / d ** 0.5)):
+            p = s.softmax(-1)
+            out[name].append(float(-(p * p.clamp_min(1e-30).log()).sum(-1).mean()))
+    return out
+
+
+def scale_entropy_figure(dims: Sequence[int], entropies: dict[str, list[float]], n_keys: int = 32) -> go.Figure:
+    """Entropy against d (log axis) for both curves, with the even-spread maximum ln(n_keys) dashed."""
+    import math
+
+    from ..plots import PALETTE
+
+    fig = go.Figure()
+    for i, (name, ys) in enumerate(entropies.items()):
+        fig.add_trace(go.Scatter(x=list(dims), y=ys, name=name, mode="lines+markers", line=dict(color=PALETTE[i])))
+    fig.add_hline(y=math.log(n_keys), line_dash="dash", line_color="grey",
+                  annotation_text=f"even spread over {n_keys} keys: ln {n_keys} = {math.log(n_keys):.2f}")
+    fig.update_layout(title="Softmax entropy of random q·k scores as the vector size d grows",
+                      xaxis_title="vector size d", yaxis_title="entropy of the attention row (nats)",
+                      xaxis_type="log", height=380, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+# ---------------------------------------------------------------------------
 # The causal mask, proved
 # ---------------------------------------------------------------------------
 @torch.no_grad()

@@ -225,6 +225,19 @@ def head_grid(att: Attention, layer: int, title: str | None = None, start: int =
     return fig
 
 
+def layer_grid_widget(att: Attention, layer: int = 0, name: str = "SmolLM2"):
+    """A layer slider over :func:`head_grid`: every head of the chosen layer side by side."""
+    import ipywidgets as widgets
+
+    _check_index("layer", layer, att.n_layer)
+    pick = widgets.IntSlider(value=layer, min=0, max=att.n_layer - 1, description="layer")
+    title = lambda l: f"{name}: all {att.n_head} heads of layer {l}"
+    fig = go.FigureWidget(head_grid(att, layer, title=title(layer)))
+    pick.observe(lambda change: replace_figure(fig, head_grid(att, change["new"], title=title(change["new"]))),
+                 "value")
+    return widgets.VBox([pick, fig])
+
+
 class AttentionExplorer:
     """Text box + layer/head selectors + word view + cropping window over the course GPT's heatmaps.
 
@@ -291,7 +304,7 @@ def pattern_figure(scores: dict[str, np.ndarray], pattern: str) -> go.Figure:
     s = scores[pattern]
     return heatmap(s, [f"head {h}" for h in range(s.shape[1])], [f"layer {l}" for l in range(s.shape[0])],
                    title=f"Head scores: {pattern}", x_title="head", y_title="layer", zmax=1.0,
-                   hover_value="mean weight", height=360)
+                   hover_value="mean weight", height=360, token_labels=False)
 
 
 def pattern_widget(scores: dict[str, np.ndarray]):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import GPT, GPTConfig
-from ..plots import replace_figure
+from ..plots import grouped_bars, replace_figure
 from ..runtime import seeded
 from ..train import TrainConfig, train
 
@@ -105,6 +105,12 @@ class InductionRun:
         """First evaluated step where the repeated-part loss is below ``threshold`` (None if never)."""
         return next((r["step"] for r in self.history if r["repeated"] < threshold), None)
 
+    def collapse_steps(self, high: float = 3.5, low: float = 1.0) -> int | None:
+        """Training steps between the repeated-part loss first falling below ``high`` and below ``low``
+        (None if it never gets below ``low``): how sudden the drop is."""
+        a, b = self.crossing(high), self.crossing(low)
+        return None if a is None or b is None else b - a
+
 
 def train_induction(n_layer: int = 2, steps: int = 1000, task: InductionTask = InductionTask(), seed: int = 0,
                     batch_size: int = 64, lr: float = 1e-3, eval_every: int = 50, probe_repeat: int = 20,
@@ -161,6 +167,27 @@ def induction_scores(weights: torch.Tensor, repeat: int) -> tuple[np.ndarray, np
     q = np.arange(repeat, 2 * repeat - 1)
     rows = np.arange(1, T)
     return w[..., q, q - repeat + 1].mean(-1), w[..., rows, rows - 1].mean(-1)
+
+
+def induction_score_figure(runs: dict[str, InductionRun], step: int | None = None,
+                           title: str = "Induction and previous-token scores of every head") -> go.Figure:
+    """Bars: for each model, layer and head, its induction score and its previous-token score
+    (:func:`induction_scores`) on the probe, at training ``step`` (default: the last snapshot)."""
+    groups: dict[str, dict[str, float]] = {"induction score": {}, "previous-token score": {}}
+    for name, run in runs.items():
+        at = max(run.snapshots) if step is None else step
+        if at not in run.snapshots:
+            raise ValueError(f"no snapshot at step {at!r} for {name}; saved steps: {sorted(run.snapshots)}")
+        ind, prev = induction_scores(run.snapshots[at], run.probe_repeat)
+        for layer in range(ind.shape[0]):
+            for head in range(ind.shape[1]):
+                label = f"{name} L{layer} H{head}"
+                groups["induction score"][label] = float(ind[layer, head])
+                groups["previous-token score"][label] = float(prev[layer, head])
+    fig = grouped_bars(groups, title=title, y_title="mean attention weight", text_format="%{y:.2f}",
+                       y_range=(0, 1.1))
+    fig.update_xaxes(title="model, layer (L) and head (H)")
+    return fig
 
 
 def induction_loss_figure(runs: dict[str, InductionRun], title: str = "Induction: loss on the repeated half") -> go.Figure:

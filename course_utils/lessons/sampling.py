@@ -7,6 +7,8 @@ The models come through the core adapter :mod:`course_utils.lm`; the knobs thems
   repetition penalty) over a plotly bar chart of the next-token distribution.
 * The float experiments behind "temperature 0 is not deterministic" and the figures.
 * Text-quality measures (distinct-n, repeated n-grams, non-words, Spearman) and the checkers.
+* Temperature 0 on SmolLM2 (:mod:`.sampling_batch`): greedy chat answers alone, in a left-padded
+  batch and with extra padding (:func:`batch_invariance`, :func:`greedy_padded`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 from .. import sampling
 from ..lm import Knobs, LanguageModel
 from ..plots import COLORS, error_html, grouped_bars
+from .sampling_batch import CHAT_QUESTIONS, BatchInvariance, batch_invariance, greedy_padded  # noqa: F401
 
 
 # ------------------------------------------------------------- text metrics

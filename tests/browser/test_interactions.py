@@ -105,6 +105,29 @@ def test_attention_selector_changes_heatmap(course_notebook, selector):
     run.shot(f"attention-{selector}-{new}", cell)
 
 
+LAYER_GRID = r"^SmolLM2: all \d+ heads of layer"   # course_utils.lessons.attention_heads.layer_grid_widget
+
+
+@pytest.mark.notebook("02_*.ipynb")
+def test_attention_layer_grid_follows_the_layer_slider(course_notebook):
+    run = course_notebook
+    cell = run.cell_with_plot(LAYER_GRID)
+    assert cell.count() >= 1, f"{run.name}: no figure titled like {LAYER_GRID!r}; titles: {run.plot_titles()}"
+    cell = cell.first
+    slider = run.slider(r"^layer$", cell)
+    assert slider.count(), f"{run.name}: no 'layer' slider in the SmolLM2 head-grid cell"
+    before = run.plots_state(cell)
+    step = -1 if run.slider_at_max(slider) else 1
+    old, new = run.move_slider(slider, "ArrowLeft" if step < 0 else "ArrowRight")
+    assert int(new) == int(old) + step, (old, new)
+    run.wait_plots_change(before, cell)
+    run.page.wait_for_function(
+        "([c, want]) => Array.from(c.querySelectorAll('.js-plotly-plot'))"
+        ".some(d => ((d.layout.title || {}).text || '').endsWith(want))",
+        arg=[cell.element_handle(), f"layer {new}"], timeout=15_000)
+    run.shot(f"attention-smollm2-layer-{new}", cell)
+
+
 # --------------------------------------------------------------------------- 05 quantization
 BIT = "button[title$='(sign)'], button[title*=' bit ']"   # course_utils.lessons.quantization.bit_explorer tooltips
 

@@ -185,3 +185,43 @@ def test_surgeon_with_smollm2():
     assert surgeon.refresh()["vocab"] == 49152
     gen = smol.generate("The capital of France is", 8, lm.Knobs(0.7, top_p=0.9, repetition_penalty=1.2), seed=0)
     assert len(gen.new_ids[0]) == 8
+
+
+# ------------------------------------------------------------- temperature 0 on SmolLM2, batched
+@pytest.fixture(scope="module")
+def smol_lm():
+    return lm.load_models()["SmolLM2-135M"]
+
+
+@pytest.mark.slow
+def test_greedy_padded_alone_matches_the_core_generation_loop(smol_lm):
+    """Reference: a batch of one, no padding, is the core's greedy loop (lm.generate_ids)."""
+    rows = [smol_lm.chat_ids("What do bees make?")]
+    new, margins = lab.greedy_padded(smol_lm, rows, 6)
+    ref, _, ref_margins = smol_lm.generate_ids(torch.tensor(rows), 6, lm.GREEDY)
+    assert new[0] == ref[0, len(rows[0]):].tolist()
+    assert torch.allclose(margins, ref_margins, atol=1e-4)
+    # left padding with the mask and positions: the padded row gives the same first tokens
+    padded, _ = lab.greedy_padded(smol_lm, rows + [smol_lm.chat_ids("Name three primary colours, please.")], 6,
+                                  extra_pad=5)
+    assert padded[0][:3] == new[0][:3]
+    with pytest.raises(ValueError, match="extra_pad"):
+        lab.greedy_padded(smol_lm, rows, 2, extra_pad=-1)
+    with pytest.raises(ValueError, match="non-empty"):
+        lab.greedy_padded(smol_lm, [[]], 2)
+
+
+@pytest.mark.slow
+def test_batch_invariance_counts_and_bf16_leaves_the_model_in_fp32(smol_lm):
+    qs = ["What do bees make?", "List two planets.", "Why is the sky blue?"]
+    res = lab.batch_invariance(smol_lm, qs, max_new_tokens=4, extra_pad=3, dtype=torch.bfloat16, progress=False)
+    assert res.dtype == "bfloat16" and len(res.alone) == len(res.batched) == len(res.padded) == 3
+    assert set(res.counts()) == {"alone vs batched", "alone vs padded batch", "batched vs padded batch"}
+    assert next(smol_lm.model.parameters()).dtype == torch.float32
+    fake = lab.BatchInvariance("float32", ["a", "b"], [[1, 2, 3], [4]], [[1, 2, 9], [4]], [[1, 2, 3], [4]])
+    assert fake.differ("alone", "batched") == [0] and fake.first_fork() == (0, 2, "alone", "batched")
+    assert fake.counts()["alone vs padded batch"] == 0
+    with pytest.raises(ValueError, match="dtype"):
+        lab.batch_invariance(smol_lm, qs, dtype=torch.float16)
+    with pytest.raises(ValueError, match="at least 2"):
+        lab.batch_invariance(smol_lm, qs[:1])
