@@ -67,6 +67,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> "HTML":
                 + "".join("<tr>" + cells("td", r) + "</tr>" for r in rows) + "</table>")
 
 
+def world_table(world: Sequence[Fact], per_subset: int = 3):
+    """The first ``per_subset`` facts of each subset."""
+    rows = [[s, str(f)] for s in SUBSETS for f in [g for g in world if g.subset == s][:per_subset]]
+    return _table(["subset", f"fact ({per_subset} of {len(world) // len(SUBSETS)} per subset)"], rows)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
