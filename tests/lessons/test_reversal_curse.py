@@ -94,6 +94,12 @@ def test_results_and_recipe_tables_show_the_numbers():
     assert "<td>4, 5</td>" in table and "<td>0</td>" in table
 
 
+def test_world_table_lists_facts_of_each_subset():
+    world = rv.make_world(30, 0)
+    html = lab.world_table(world, per_subset=2).data
+    assert html.count("<tr>") == 1 + 2 * 3 and "2 of 10 per subset" in html and str(world[0]) in html
+
+
 def test_query_box_redraws_and_reports_unknown_words():
     world = rv.make_world(30, 0)
     tok = rv.make_tokenizer(world)
