@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from course_utils import reversal as rv
 from course_utils.lessons import reversal_curse as lab
+from course_utils.model import GPT, GPTConfig
 
 
 def test_top_names_validates_input(random_world_model):
@@ -93,10 +94,10 @@ def test_world_table_lists_facts_of_each_subset():
     assert html.count("<tr>") == 1 + 2 * 3 and "2 of 10 per subset" in html and str(world[0]) in html
 
 
-def test_query_box_redraws_and_reports_unknown_words():
+def test_query_box_redraws_and_reports_unknown_words(random_world_model):
     world = rv.make_world(30, 0)
     tok = rv.make_tokenizer(world)
-    box = lab.query_box(_random_model(tok), tok, world)
+    box = lab.query_box(random_world_model(tok), tok, world)
     pick, text, note, fig = box.children
     assert len(fig.data[0].x) == 5 and "Right answer" in note.value
     before = list(fig.data[0].y)
@@ -115,10 +116,10 @@ def test_recipe_curves_switch_history():
     assert list(fig.data[0].y) == [0.0, 100.0]
 
 
-def test_in_context_reversal_shapes_and_context_limit():
+def test_in_context_reversal_shapes_and_context_limit(random_world_model):
     world = rv.make_world(30, 0)
     tok = rv.make_tokenizer(world)
-    out = lab.in_context_reversal(_random_model(tok), tok, world, n_distractors=5)
+    out = lab.in_context_reversal(random_world_model(tok), tok, world, n_distractors=5)
     assert out["questions"] == 10
     for key in ("with_fact", "without_fact"):
         assert 0 <= out[key + "_accuracy"] <= 1 and 0 <= out[key + "_rank_percentile"] <= 100
