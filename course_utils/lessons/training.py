@@ -56,9 +56,9 @@ YEAR_SECONDS = 365.25 * 86400
 # (name, parameters, training tokens, source). Published figures, rounded; each checked against its source.
 FAMOUS_MODELS = [
     ("GPT-2 XL (2019)", 1.5e9, 9e9,
-     "Radford et al. 2019: 1.5 B parameters; WebText is 40 GB of text in 8 M documents, which is about "
-     "9 B GPT-2 tokens (9.04 B counted on OpenWebText, its open re-creation, by nanoGPT's "
-     "data/openwebtext/prepare.py); one pass assumed, the number of passes was not published"),
+     ("Radford et al. 2019: 1.5 B parameters; WebText is 40 GB of text in 8 M documents, which is about "
+      "9 B GPT-2 tokens (9.04 B counted on OpenWebText, its open re-creation, by nanoGPT's "
+      "data/openwebtext/prepare.py); one pass assumed, the number of passes was not published")),
     ("GPT-3 (2020)", 175e9, 300e9, "Brown et al. 2020, arXiv 2005.14165: 175 B parameters, 300 B tokens"),
     ("Chinchilla (2022)", 70e9, 1.4e12, "Hoffmann et al. 2022, arXiv 2203.15556: 70 B parameters, 1.4 T tokens"),
     ("Llama 2 7B (2023)", 7e9, 2e12, "Touvron et al. 2023, arXiv 2307.09288: 2 T tokens"),

@@ -99,7 +99,7 @@ def test_widgets_and_describe():
     slider, out = box.children
     slider.value = math.log(10)
     assert "<b>10.0</b>" in out.value
-    p, d, out = lab.compute_widget(1e10).children
+    p, _tokens, out = lab.compute_widget(1e10).children
     before = out.value
     p.value = 1e9
     assert out.value != before and "FLOPs" in out.value
