@@ -30,8 +30,9 @@ PRESETS = {
     "glitch tokens": " SolidGoldMagikarp petertodd davidjl",
 }
 
-# Article 1 of the Universal Declaration of Human Rights, from memory of the standard UN
-# translations (close to, but not guaranteed identical with, the official texts).
+# Article 1 of the Universal Declaration of Human Rights, our transcription of the standard UN
+# translations (close to, but not guaranteed identical with, the official texts); the lesson only
+# compares their token counts.
 UDHR_ARTICLE_1 = {
     "English": "All human beings are born free and equal in dignity and rights. They are endowed with "
                "reason and conscience and should act towards one another in a spirit of brotherhood.",
@@ -366,3 +367,56 @@ def token_probability(model, tokenizer, prompt: str, token_text: str) -> float:
     if len(ids) != 1:
         raise ValueError(f"{token_text!r} is {len(ids)} tokens for this tokenizer; pass a single-token text")
     return float(lm.wrap(model, tokenizer).next_logits(prompt)[1].softmax(-1)[ids[0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids across tokenizers, digits after a space, chat templates
+# ---------------------------------------------------------------------------------------------
+
+
+def ids_figure(tokenizers: Mapping[str, object], texts: Sequence[str], title: str = "Token ids") -> go.Figure:
+    """Grouped bars: for each text (x) and tokenizer (colour), the number of tokens; each bar is
+    labelled with the token ids themselves, so equal-looking texts show their different ids."""
+    if not texts:
+        raise ValueError("texts must contain at least one string")
+    fig = go.Figure()
+    labels = [repr(t) for t in texts]
+    for k, (name, tok) in enumerate(tokenizers.items()):
+        ids = [encode(tok, t) for t in texts]
+        fig.add_trace(go.Bar(name=name, x=labels, y=[len(i) for i in ids], marker_color=CHIP_COLORS[k % len(CHIP_COLORS)],
+                             text=[" ".join(map(str, i)) for i in ids], textposition="inside", insidetextanchor="middle",
+                             hovertemplate=f"{html.escape(name)}<br>%{{x}}: %{{y}} token(s)<br>ids %{{text}}<extra></extra>"))
+    fig.update_layout(title=title, barmode="group", yaxis_title="tokens (bar labels: the ids)", height=420,
+                      margin=dict(l=60, r=20, t=50, b=60), uniformtext=dict(minsize=8, mode="show"))
+    return fig
+
+
+def vocab_size(tokenizer) -> int:
+    """Number of ids of any course tokenizer (tiktoken and the course BPE: ``n_vocab``; Hugging Face: ``len``)."""
+    return getattr(tokenizer, "n_vocab", None) or len(tokenizer)
+
+
+def cross_decode(ids: Sequence[int], tokenizers: Mapping[str, object]) -> dict[str, str]:
+    """What each tokenizer's decoder makes of the same ids (tokenizers too small for the largest id are skipped)."""
+    out = {}
+    for name, tok in tokenizers.items():
+        if max(ids) < vocab_size(tok):
+            out[name] = tok.decode(list(ids))
+    return out
+
+
+def digit_probability(model, tokenizer, prompt: str) -> float:
+    """Probability that the next token is one of the single-digit tokens 0-9."""
+    try:
+        ids = [encode(tokenizer, d) for d in "0123456789"]
+    except (ValueError, KeyError):
+        ids = []
+    if len(ids) != 10 or any(len(i) != 1 for i in ids):
+        raise ValueError("this tokenizer does not have one token per digit")
+    probs = lm.wrap(model, tokenizer).next_logits(prompt)[1].softmax(-1)
+    return float(sum(probs[i[0]] for i in ids))
+
+
+def ids_html(tokenizer, ids: Sequence[int]) -> str:
+    """Chips for a list of ids (with each id under its chip), e.g. a chat template's special tokens."""
+    return chips_html([(i, tokenizer.decode([i]).encode("utf-8")) for i in ids], show_ids=True)

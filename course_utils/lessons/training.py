@@ -51,6 +51,91 @@ def human_duration(seconds: float) -> str:
     return f"{seconds:.1f} seconds"
 
 
+YEAR_SECONDS = 365.25 * 86400
+
+# (name, parameters, training tokens, source). Published figures, rounded; each checked against its source.
+FAMOUS_MODELS = [
+    ("GPT-2 XL (2019)", 1.5e9, 9e9,
+     ("Radford et al. 2019: 1.5 B parameters; WebText is 40 GB of text in 8 M documents, which is about "
+      "9 B GPT-2 tokens (9.04 B counted on OpenWebText, its open re-creation, by nanoGPT's "
+      "data/openwebtext/prepare.py); one pass assumed, the number of passes was not published")),
+    ("GPT-3 (2020)", 175e9, 300e9, "Brown et al. 2020, arXiv 2005.14165: 175 B parameters, 300 B tokens"),
+    ("Chinchilla (2022)", 70e9, 1.4e12, "Hoffmann et al. 2022, arXiv 2203.15556: 70 B parameters, 1.4 T tokens"),
+    ("Llama 2 7B (2023)", 7e9, 2e12, "Touvron et al. 2023, arXiv 2307.09288: 2 T tokens"),
+    ("Llama 3 8B (2024)", 8e9, 15e12, "Meta's Llama 3 model card (2024): 'over 15T tokens'"),
+]
+
+
+def laptop_years(models, flops_per_second: float) -> dict[str, float]:
+    """Years that training each ``(name, params, tokens, ...)`` model would take at ``flops_per_second``."""
+    if not isinstance(flops_per_second, (int, float)) or not math.isfinite(flops_per_second) or flops_per_second <= 0:
+        raise ValueError(f"flops_per_second must be a positive number, got {flops_per_second!r}")
+    return {m[0]: training_flops(m[1], m[2]) / flops_per_second / YEAR_SECONDS for m in models}
+
+
+def famous_models_table(models, flops_per_second: float) -> str:
+    """A markdown table: parameters, tokens, 6·N·D and the years at the measured speed, with sources."""
+    years = laptop_years(models, flops_per_second)
+    rows = ["| model | parameters | tokens | tokens/param | training FLOPs (6·N·D) | years on this machine | source |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for name, p, d, src in models:
+        rows.append(f"| {name} | {p / 1e9:,.1f} B | {d / 1e9:,.0f} B | {d / p:,.0f} | {training_flops(p, d):.1e} "
+                    f"| {years[name]:.1e} | {src} |")
+    return "\n".join(rows)
+
+
+def describe(model: GPT, meta: dict | None = None) -> str:
+    """One line about a model: its shape and size, and for a checkpoint what it was trained on and where."""
+    c = model.config
+    text = (f"{c.n_layer} blocks, {c.n_embd} channels, context {c.block_size}, vocabulary {c.vocab_size}, "
+            f"{model.num_parameters():,} parameters")
+    if meta:
+        device = "a GPU" if "--device cuda" in meta.get("command", "") else "a CPU"
+        corpus = meta["data"].split(":")[-1].strip()
+        text += f"; trained on the {corpus} corpus on {device} in {meta['train_seconds']:.0f} s"
+    return text
+
+
+def perplexity_widget(max_loss: float, vocab_size: int):
+    """A loss slider (nats) and the perplexity e^loss it stands for."""
+    import ipywidgets as widgets
+
+    slider = widgets.FloatSlider(value=min(2.0, max_loss), min=0.0, max=round(max_loss, 2), step=0.05,
+                                 description="loss (nats)", continuous_update=True)
+    out = widgets.HTML()
+
+    def show(change=None):
+        p = math.exp(slider.value)
+        out.value = (f"perplexity e^{slider.value:.2f} = <b>{p:.1f}</b> effective choices per character "
+                     f"(guessing among all {vocab_size}: {vocab_size})")
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, out])
+
+
+def compute_widget(flops_per_second: float):
+    """Parameters and tokens sliders; shows 6·N·D, tokens per parameter and the time at the measured speed."""
+    import ipywidgets as widgets
+
+    p = widgets.FloatLogSlider(value=1e8, base=10, min=5, max=12, step=0.1, description="parameters",
+                               readout_format=".2e")
+    d = widgets.FloatLogSlider(value=2e9, base=10, min=6, max=14, step=0.1, description="tokens",
+                               readout_format=".2e")
+    out = widgets.HTML()
+
+    def show(change=None):
+        f = training_flops(p.value, d.value)
+        out.value = (f"6 × {p.value:.2e} × {d.value:.2e} = <b>{f:.2e} FLOPs</b>; "
+                     f"{d.value / p.value:,.1f} tokens per parameter (Chinchilla: about 20); "
+                     f"on this machine: <b>{human_duration(f / flops_per_second)}</b>")
+
+    for s in (p, d):
+        s.observe(show, names="value")
+    show()
+    return widgets.VBox([p, d, out])
+
+
 def parameter_table(model: GPT) -> list[tuple[str, int, float]]:
     """(component, parameters, share of the total) for every component of ``model``."""
     parts = model.parameter_breakdown()

@@ -6,7 +6,7 @@ import collections
 import pytest
 
 from course_utils.lessons import tokenization as lab
-from course_utils.tokenizers import BPETokenizer, merge_pair
+from course_utils.tokenizers import BPETokenizer, CharTokenizer, merge_pair
 
 
 
@@ -108,3 +108,38 @@ def test_digit_pattern_and_chips(pairs):
     smol = AutoTokenizer.from_pretrained(str(smollm2_dir(verbose=False)))
     assert lab.digit_pattern(smol, "1234567") == "1-1-1-1-1-1-1"
     assert "id " in lab.chips_html(lab.token_pieces(pairs["gpt2"][1], "😀"))
+
+
+def test_ids_figure_labels_every_bar_with_the_real_ids(pairs):
+    tiktoken_encs = {name: ref for name, (_, ref) in pairs.items()}
+    fig = lab.ids_figure(tiktoken_encs, [" hello", "strawberry"])
+    for trace, (name, ref) in zip(fig.data, tiktoken_encs.items()):
+        assert trace.name == name
+        assert list(trace.y) == [len(ref.encode_ordinary(" hello")), len(ref.encode_ordinary("strawberry"))]
+        assert trace.text[1] == " ".join(map(str, ref.encode_ordinary("strawberry")))
+    with pytest.raises(ValueError, match="at least one"):
+        lab.ids_figure(tiktoken_encs, [])
+
+
+def test_cross_decode_reads_ids_with_other_vocabularies(pairs):
+    gpt2, cl100k = pairs["gpt2"][1], pairs["cl100k_base"][1]
+    ids = cl100k.encode_ordinary("The quick brown fox")
+    out = lab.cross_decode(ids, {"gpt2": gpt2, "cl100k": cl100k})
+    assert out["cl100k"] == "The quick brown fox"                   # its own decoder gives the text back
+    assert out["gpt2"] == gpt2.decode(ids) != "The quick brown fox"  # another one does not
+    big = [100_000]                                                  # beyond GPT-2's 50,257 ids: skipped
+    assert list(lab.cross_decode(big, {"gpt2": gpt2, "cl100k": cl100k})) == ["cl100k"]
+    assert lab.vocab_size(gpt2) == 50257
+
+
+@pytest.mark.slow
+def test_digit_probability_after_a_trailing_space():
+    from course_utils.assets import load_smollm2
+    model, tok = load_smollm2(verbose=False)
+    after_space = lab.digit_probability(model, tok, "The capital of France is ")
+    plain = lab.digit_probability(model, tok, "The capital of France is")
+    assert after_space > 0.5 > 100 * plain                            # pilot: 0.95 and 1.5e-5
+    chips = lab.ids_html(tok, tok.encode("<|im_start|>user"))
+    assert "im_start" in chips and "<sub" in chips
+    with pytest.raises(ValueError, match="one token per digit"):
+        lab.digit_probability(None, CharTokenizer("ab"), "x")           # no digit tokens at all

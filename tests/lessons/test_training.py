@@ -79,3 +79,30 @@ def test_tiny_run_does_not_touch_the_global_random_stream(shakespeare_data):
     torch.manual_seed(123)
     lab.tiny_run(data, V, 3e-3, steps=3)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_famous_models_years_follow_six_n_d():
+    speed = 1e10                                                      # 10 GFLOP/s
+    years = lab.laptop_years(lab.FAMOUS_MODELS, speed)
+    assert years["GPT-3 (2020)"] == pytest.approx(3.15e23 / speed / lab.YEAR_SECONDS)
+    assert 100 <= years["GPT-2 XL (2019)"] < 1000                     # 8.1e19 FLOPs: centuries at 10 GFLOP/s
+    assert all(y > 1e5 for name, y in years.items() if "2019" not in name)
+    table = lab.famous_models_table(lab.FAMOUS_MODELS, speed)
+    assert table.count("\n") == len(lab.FAMOUS_MODELS) + 1 and "OpenWebText" in table
+    with pytest.raises(ValueError, match="positive"):
+        lab.laptop_years(lab.FAMOUS_MODELS, 0)
+
+
+def test_widgets_and_describe():
+    from course_utils.checkpoints import load_checkpoint
+    box = lab.perplexity_widget(4.4, 83)
+    slider, out = box.children
+    slider.value = math.log(10)
+    assert "<b>10.0</b>" in out.value
+    p, _tokens, out = lab.compute_widget(1e10).children
+    before = out.value
+    p.value = 1e9
+    assert out.value != before and "FLOPs" in out.value
+    model, _, meta = load_checkpoint("shakespeare-char")
+    text = lab.describe(model, meta)
+    assert f"{model.num_parameters():,} parameters" in text and "full corpus on a GPU" in text
