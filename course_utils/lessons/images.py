@@ -347,7 +347,7 @@ def check_patchify(fn) -> None:
 def check_count_tokens(fn) -> None:
     for h, w, p in ((8, 8, 2), (8, 8, 4), (224, 224, 16), (224, 224, 32), (336, 336, 14), (64, 32, 8)):
         got = fn(h, w, p)
-        assert got == n_tokens(h, w, p), f"a {h}x{w} image in {p}x{p} patches: you said {got!r}"
+        assert got == n_tokens(h, w, p), f"an image of {h}x{w} pixels in {p}x{p} patches: you said {got!r}"
 
 
 def check_position_grid(fn) -> None:
