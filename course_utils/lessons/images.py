@@ -266,6 +266,14 @@ def answer_attention(model: TinyVLM, image: torch.Tensor, kind: str = "digit") -
     return att[-1][0, :, -1, :model.n_img].mean(0).reshape(g, g)
 
 
+def image_attention_share(model: TinyVLM, images: torch.Tensor, kind: str = "digit") -> list[float]:
+    """Per layer, the mean share of the answer position's attention that lands on image tokens."""
+    with torch.no_grad():
+        _, att = model.eval()(patchify(images, model.patch), encode_prompt(kind).expand(len(images), -1),
+                              return_attn=True)
+    return [w[:, :, -1, :model.n_img].sum(-1).mean().item() for w in att]
+
+
 # ----------------------------------------------------------------------------- figures and widget
 def image_figure(image: torch.Tensor, patch: int, attention: torch.Tensor | None = None,
                  title: str = "") -> go.Figure:
@@ -280,7 +288,9 @@ def image_figure(image: torch.Tensor, patch: int, attention: torch.Tensor | None
     if attention is not None:
         fig.add_trace(go.Heatmap(z=attention.tolist(), colorscale="Blues", zmin=0,
                                  hovertemplate="patch row %{y}, col %{x}: %{z:.3f}<extra></extra>"), 1, 2)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    for k in range(1, cols + 1):                             # square pixels in each panel, row 0 on top
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{k if k > 1 else ''}", constrain="domain", row=1, col=k)
+        fig.update_xaxes(constrain="domain", row=1, col=k)
     fig.update_layout(title=title, height=380, margin=dict(l=40, r=20, t=70, b=40))
     return fig
 
@@ -299,8 +309,8 @@ class ImageExplorer:
     """Pick a held-out digit and a patch size: its tokens, the classifier's answer, the class-token attention."""
     TITLE = "Image explorer"
 
-    def __init__(self, models: dict[int, PatchClassifier]):
-        self.models = models
+    def __init__(self, models: dict[int, PatchClassifier], vlm: TinyVLM | None = None):
+        self.models, self.vlm = models, vlm
         *_, self.x, self.y = digits()
         self.index = widgets.IntSlider(0, 0, len(self.y) - 1, description="image",
                                        continuous_update=False)
@@ -325,6 +335,12 @@ class ImageExplorer:
         self.info.value = (f"<b>{n_tokens(SIDE, SIDE, p)} patch tokens</b> + 1 class token &middot; "
                            f"model says <b>{html.escape(WORDS[guess])}</b> (p = {probs[guess]:.2f}) {mark} "
                            f"&middot; truth: {WORDS[int(self.y[i])]}")
+        if self.vlm is not None:
+            (digit,), _ = vlm_answers(self.vlm, image.unsqueeze(0), "digit")
+            (parity,), _ = vlm_answers(self.vlm, image.unsqueeze(0), "parity")
+            self.info.value += (f"<br>tiny VLM ({self.vlm.patch}x{self.vlm.patch} patches): "
+                                f"<i>which digit is this?</i> &rarr; <b>{digit}</b>; "
+                                f"<i>is it even or odd?</i> &rarr; <b>{parity}</b>")
         fig = image_figure(image, p, cls_attention(model, image),
                            title=f"{self.TITLE}: held-out image {i}, {p}x{p} patches")
         with self.figure.batch_update():

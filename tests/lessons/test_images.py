@@ -163,3 +163,12 @@ def test_tiny_vlm_answers_in_words_across_seeds(seed):
     assert lab.vlm_accuracy(vlm, xte, yte, "digit") > 0.70
     assert lab.vlm_accuracy(vlm, xte, yte, "parity") > 0.80
     assert {"val_digit", "val_parity", "train_loss"} <= set(history[-1])
+
+
+def test_explorer_shows_the_vlm_answers_and_attention_shares_are_fractions():
+    with seeded(0):
+        models, vlm = {2: lab.PatchClassifier(2)}, lab.TinyVLM(4)
+    ex = lab.ImageExplorer(models, vlm=vlm)
+    assert "tiny VLM (4x4 patches)" in ex.info.value and "even or odd" in ex.info.value
+    share = lab.image_attention_share(vlm, lab.digits()[2][:10])
+    assert len(share) == 2 and all(0 < s < 1 for s in share)
