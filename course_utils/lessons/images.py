@@ -13,7 +13,7 @@ import html
 import ipywidgets as widgets
 import plotly.graph_objects as go
 import torch
-import torch.nn as nn
+from torch import nn
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
@@ -49,7 +49,7 @@ def digits(seed: int = 0, test_fraction: float = 0.25):
     x = torch.tensor(data.images, dtype=torch.float32) / 16.0
     y = torch.tensor(data.target, dtype=torch.long)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = int(round(test_fraction * len(y)))
+    n_test = round(test_fraction * len(y))
     test, tr = order[:n_test], order[n_test:]
     return x[tr], y[tr], x[test], y[test]
 
@@ -290,7 +290,8 @@ def image_figure(image: torch.Tensor, patch: int, attention: torch.Tensor | None
                                  hovertemplate="patch row %{y}, col %{x}: %{z:.3f}<extra></extra>"), 1, 2)
     for k in range(1, cols + 1):                             # square pixels in each panel, row 0 on top
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{k if k > 1 else ''}", constrain="domain", row=1, col=k)
-        fig.update_xaxes(constrain="domain", row=1, col=k)
+        fig.update_xaxes(constrain="domain", dtick=1 if k > 1 else None, row=1, col=k)
+        fig.update_yaxes(dtick=1 if k > 1 else None, row=1, col=k)
     fig.update_layout(title=title, height=380, margin=dict(l=40, r=20, t=70, b=40))
     return fig
 
