@@ -27,6 +27,7 @@ import torch
 
 from .. import b64, plots
 from ..model import GPT, GPTConfig
+from ..runtime import seeded
 from ..tokenizers import CharTokenizer, Vocabulary
 from ..train import TrainConfig, train
 
@@ -223,8 +224,7 @@ def train_decoder(words: Sequence[str], cfg: DecoderConfig, monitor: Sequence[st
     by_offset = words_by_offset(words, cfg.offsets)
     reader = Reader.for_training(cfg.reader, by_offset)
     model_cfg, train_cfg = cfg.configs(reader.model_vocab_size, reader.n_input + N_BYTES)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):
         model = GPT(model_cfg)
     dec = Decoder(model, reader, cfg)
     rng = random.Random(cfg.seed)

@@ -14,6 +14,7 @@ import torch
 
 from .. import metrics, plots, train
 from ..model import GPT
+from ..runtime import seeded
 from ..tokenizers import WordTokenizer
 from ..world import make_people
 
@@ -104,8 +105,7 @@ def train_model(bench: Benchmark, contaminated: bool, steps: int = 300, seed: in
     model_cfg, cfg = train.cpu_recipe(bench.tokenizer.vocab_size, steps=steps, seed=seed, block_size=20,
                                       eval_interval=max(1, steps // 6), warmup_steps=min(50, steps // 5),
                                       lr=lr)
-    with torch.random.fork_rng():          # the model's initial weights from this seed, globals untouched
-        torch.manual_seed(seed)
+    with seeded(seed):                     # the model's initial weights from this seed, globals untouched
         model = GPT(model_cfg)
     data = training_stream(bench, contaminated, seed=seed)
     history = train.train(model, data, None, cfg, callback=callback, progress=progress,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .. import assets, plots, speculative
 from ..checkpoints import load_checkpoint
 from ..model import GPT, KVCache
+from ..runtime import seeded
 from ..train import cpu_recipe, full_loss, train
 
 DRAFT_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "fast_generation_draft"
@@ -120,8 +121,7 @@ def train_student(teacher: GPT, tok, soft: bool, steps: int = 300, data_chars: i
     cfg, tcfg = cpu_recipe(tok.vocab_size, block_size=x.size(1), steps=steps, seed=seed,
                            eval_interval=max(1, steps // 6), eval_batches=4)
     g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(int(torch.randint(2 ** 31, (1,), generator=g)))
+    with seeded(int(torch.randint(2 ** 31, (1,), generator=g))):
         student = GPT(cfg)
 
     def batch_fn(gen):
@@ -238,8 +238,7 @@ def train_moe(kind: str, tok, steps: int = 150, seed: int = 0, callback=None) ->
     val = torch.tensor(tok.encode(assets.shakespeare("small", "val")[:20_000]))
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=48)
     g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(int(torch.randint(2 ** 31, (1,), generator=g)))
+    with seeded(int(torch.randint(2 ** 31, (1,), generator=g))):
         model = moe.dense_equivalent(cfg, hidden=96) if kind == "dense" else moe.moe_gpt(cfg, 4, 1, hidden=96)
     alpha = 0.01 if kind == "moe" else 0.0
 
