@@ -19,6 +19,7 @@ from .. import arithmetic as ar
 from .. import rl
 from ..metrics import pass_at_k
 from ..model import GPT, GPTConfig
+from ..runtime import seeded
 from ..train import TrainConfig, stopped_early, train
 
 RESULTS_PATH = pathlib.Path(__file__).resolve().parent.parent / "data" / "math_reasoning_results.json"
@@ -67,12 +68,9 @@ def test_problems(cfg: AdderConfig, n_digits: int | None = None, n: int | None =
 
 
 def make_model(cfg: AdderConfig, tokenizer) -> GPT:
-    torch_state = torch.random.get_rng_state()
-    torch.manual_seed(cfg.seed)        # the initial weights depend on the seed only; global state restored
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size(cfg, tokenizer),
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd))
-    torch.random.set_rng_state(torch_state)
-    return model
+    with seeded(cfg.seed):             # the initial weights depend on the seed only; global state untouched
+        return GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size(cfg, tokenizer),
+                             n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd))
 
 
 def train_adder(cfg: AdderConfig = AdderConfig(), callback=None, progress: bool = True,

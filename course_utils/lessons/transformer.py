@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 from course_utils import assets, plots, train
 from course_utils.model import GPT, Block, GPTConfig, attention, causal_mask, rope
 from course_utils.objectives import masked_batch_fn, masked_lm_loss
+from course_utils.runtime import seeded
 from course_utils.tokenizers import CharTokenizer
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "data" / "transformer_results.json"
@@ -46,8 +47,7 @@ def corpus() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
 
 def new_model(cfg: GPTConfig, seed: int) -> GPT:
     """A freshly initialised GPT; ``seed`` fixes its weights without touching the global generator."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded(seed):
         return GPT(cfg)
 
 
