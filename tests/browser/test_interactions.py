@@ -83,6 +83,24 @@ def test_sampling_generate_button_writes_new_text(course_notebook):
 EXPLORER = r"^Attention explorer"           # course_utils.lessons.attention_heads.AttentionExplorer.TITLE
 
 
+def _step_slider_until_title(run, cell, name: str, title: str, how: str = "includes") -> int:
+    """Move the slider ``name`` one step (down when at its maximum), wait until the plot changes and a
+    plot title ``includes``/``endsWith`` ``title`` with ``{value}`` filled in (the title follows the
+    data in a separate update); return the new value."""
+    slider = run.slider(rf"^{name}$", cell)
+    assert slider.count(), f"{run.name}: no '{name}' slider in the cell"
+    before = run.plots_state(cell)
+    step = -1 if run.slider_at_max(slider) else 1
+    old, new = run.move_slider(slider, "ArrowLeft" if step < 0 else "ArrowRight")
+    assert int(new) == int(old) + step, (old, new)
+    run.wait_plots_change(before, cell)
+    run.page.wait_for_function(
+        f"([c, want]) => Array.from(c.querySelectorAll('.js-plotly-plot'))"
+        f".some(d => ((d.layout.title || {{}}).text || '').{how}(want))",
+        arg=[cell.element_handle(), title.format(value=int(new))], timeout=15_000)
+    return int(new)
+
+
 @pytest.mark.notebook("02_*.ipynb")
 @pytest.mark.parametrize("selector", ["layer", "head"])
 def test_attention_selector_changes_heatmap(course_notebook, selector):
@@ -90,18 +108,7 @@ def test_attention_selector_changes_heatmap(course_notebook, selector):
     cell = run.cell_with_plot(EXPLORER)
     assert cell.count() >= 1, f"{run.name}: no figure titled like {EXPLORER!r}; titles: {run.plot_titles()}"
     cell = cell.first
-    slider = run.slider(rf"^{selector}$", cell)
-    assert slider.count(), f"{run.name}: no '{selector}' slider in the attention explorer's cell"
-    before = run.plots_state(cell)
-    step = -1 if run.slider_at_max(slider) else 1
-    old, new = run.move_slider(slider, "ArrowLeft" if step < 0 else "ArrowRight")
-    assert int(new) == int(old) + step, (old, new)
-    run.wait_plots_change(before, cell)
-    # The title follows the data in a separate update: wait for it too.
-    run.page.wait_for_function(
-        "([c, want]) => Array.from(c.querySelectorAll('.js-plotly-plot'))"
-        ".some(d => ((d.layout.title || {}).text || '').includes(want))",
-        arg=[cell.element_handle(), f"{selector} {new}"], timeout=15_000)
+    new = _step_slider_until_title(run, cell, selector, selector + " {value}")
     run.shot(f"attention-{selector}-{new}", cell)
 
 
@@ -114,17 +121,7 @@ def test_attention_layer_grid_follows_the_layer_slider(course_notebook):
     cell = run.cell_with_plot(LAYER_GRID)
     assert cell.count() >= 1, f"{run.name}: no figure titled like {LAYER_GRID!r}; titles: {run.plot_titles()}"
     cell = cell.first
-    slider = run.slider(r"^layer$", cell)
-    assert slider.count(), f"{run.name}: no 'layer' slider in the SmolLM2 head-grid cell"
-    before = run.plots_state(cell)
-    step = -1 if run.slider_at_max(slider) else 1
-    old, new = run.move_slider(slider, "ArrowLeft" if step < 0 else "ArrowRight")
-    assert int(new) == int(old) + step, (old, new)
-    run.wait_plots_change(before, cell)
-    run.page.wait_for_function(
-        "([c, want]) => Array.from(c.querySelectorAll('.js-plotly-plot'))"
-        ".some(d => ((d.layout.title || {}).text || '').endsWith(want))",
-        arg=[cell.element_handle(), f"layer {new}"], timeout=15_000)
+    new = _step_slider_until_title(run, cell, "layer", "layer {value}", how="endsWith")
     run.shot(f"attention-smollm2-layer-{new}", cell)
 
 
