@@ -56,6 +56,18 @@ def step_times(model: GPT, prompt: torch.Tensor, n: int, use_cache: bool) -> lis
 
 
 @torch.inference_mode()
+def step_time_figure(without: list[float], with_cache: list[float]):
+    """Milliseconds per generated token against its position, without and with the KV cache."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(y=[1000 * t for t in without], name="no cache"),
+                     go.Scatter(y=[1000 * t for t in with_cache], name="KV cache")])
+    fig.update_layout(title="Time per generated token vs position", xaxis_title="generated token",
+                      yaxis_title="ms", height=340)
+    return fig
+
+
+@torch.no_grad()     # no autograd graph: the cached keys and values can be deep-copied
 def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
     """Time to first token for each question with and without a cached shared prefix (SmolLM2).
 
@@ -170,6 +182,17 @@ def speculative_run(target: GPT, draft: GPT, prompt: torch.Tensor, n: int, gamma
 
 
 @torch.no_grad()
+def acceptance_figure(grid: dict) -> "go.Figure":
+    """Acceptance rate α against temperature, one line per draft length γ (``grid[γ][T]`` as ``speculative_run`` gives)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, row in grid.items():
+        fig.add_trace(go.Scatter(x=list(row), y=[r["alpha"] for r in row.values()], name=f"γ = {g}", mode="lines+markers"))
+    fig.update_layout(title="Acceptance rate vs temperature", xaxis_title="temperature", yaxis_title="α", height=320)
+    return fig
+
+
 def call_cost_ratio(target: GPT, draft: GPT, prompt: torch.Tensor, repeats: int = 20) -> float:
     """Seconds of one draft decode step / one target decode step (the c of Leviathan et al.)."""
     def step(model):
