@@ -56,7 +56,6 @@ def step_times(model: GPT, prompt: torch.Tensor, n: int, use_cache: bool) -> lis
     return times
 
 
-@torch.inference_mode()
 def step_time_figure(without: list[float], with_cache: list[float]):
     """Milliseconds per generated token against its position, without and with the KV cache."""
     import plotly.graph_objects as go
@@ -68,7 +67,7 @@ def step_time_figure(without: list[float], with_cache: list[float]):
     return fig
 
 
-@torch.no_grad()     # no autograd graph: the cached keys and values can be deep-copied
+@torch.inference_mode()
 def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
     """Time to first token for each question with and without a cached shared prefix (SmolLM2).
 
@@ -195,8 +194,7 @@ def speculative_run(target: GPT, draft: GPT, prompt: torch.Tensor, n: int, gamma
                 spec_s=spec_s, alone_s=alone_s, speedup=alone_s / spec_s)
 
 
-@torch.no_grad()
-def acceptance_figure(grid: dict) -> "go.Figure":
+def acceptance_figure(grid: dict):
     """Acceptance rate α against temperature, one line per draft length γ (``grid[γ][T]`` as ``speculative_run`` gives)."""
     import plotly.graph_objects as go
 
@@ -207,6 +205,7 @@ def acceptance_figure(grid: dict) -> "go.Figure":
     return fig
 
 
+@torch.no_grad()
 def call_cost_ratio(target: GPT, draft: GPT, prompt: torch.Tensor, repeats: int = 20) -> float:
     """Seconds of one draft decode step / one target decode step (the c of Leviathan et al.)."""
     def step(model):
