@@ -56,6 +56,17 @@ def step_times(model: GPT, prompt: torch.Tensor, n: int, use_cache: bool) -> lis
     return times
 
 
+def step_time_figure(without: list[float], with_cache: list[float]):
+    """Milliseconds per generated token against its position, without and with the KV cache."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(y=[1000 * t for t in without], name="no cache"),
+                     go.Scatter(y=[1000 * t for t in with_cache], name="KV cache")])
+    fig.update_layout(title="Time per generated token vs position", xaxis_title="generated token",
+                      yaxis_title="ms", height=340)
+    return fig
+
+
 @torch.inference_mode()
 def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
     """Time to first token for each question with and without a cached shared prefix (SmolLM2).
@@ -181,6 +192,17 @@ def speculative_run(target: GPT, draft: GPT, prompt: torch.Tensor, n: int, gamma
     return dict(tokens=out, alpha=st.acceptance_rate, tokens_per_pass=st.tokens_per_pass,
                 predicted=speculative.expected_tokens_per_pass(st.acceptance_rate, gamma),
                 spec_s=spec_s, alone_s=alone_s, speedup=alone_s / spec_s)
+
+
+def acceptance_figure(grid: dict):
+    """Acceptance rate α against temperature, one line per draft length γ (``grid[γ][T]`` as ``speculative_run`` gives)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, row in grid.items():
+        fig.add_trace(go.Scatter(x=list(row), y=[r["alpha"] for r in row.values()], name=f"γ = {g}", mode="lines+markers"))
+    fig.update_layout(title="Acceptance rate vs temperature", xaxis_title="temperature", yaxis_title="α", height=320)
+    return fig
 
 
 @torch.no_grad()
