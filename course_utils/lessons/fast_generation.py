@@ -105,6 +105,30 @@ def activation_scales(smol, tok, prompt: str = "The capital of France is", answe
     return out
 
 
+def format_rows(smol, tok, prompt_ids: list[int], reference: list[int], n: int = 20) -> dict:
+    """For each of :data:`decode.FORMATS`: bytes read per token (MB), seconds for ``n`` greedy tokens,
+    whether they equal ``reference`` (fp32's), and the loss cost on :data:`decode.PASSAGE` (nats/token)."""
+    passage = tok.encode(decode.PASSAGE)
+    base_loss = decode.text_loss(smol, passage)
+    rows = {}
+    for fmt in decode.FORMATS:
+        m = decode.with_weights(smol, fmt)
+        toks, st = decode.greedy(m, prompt_ids, n)
+        rows[fmt] = dict(s=st["seconds"], mb=decode.weight_bytes(m) / 1e6, same=toks == reference[:n],
+                         dloss=decode.text_loss(m, passage) - base_loss)
+    return rows
+
+
+def interleaved_ratio(exact, fast, prompt_ids: list[int], n: int = 20, repeats: int = 3) -> float:
+    """Best-of-``repeats`` decode time of ``fast`` over ``exact``, the runs interleaved so that whatever
+    else the machine does hits both alike."""
+    best = {"exact": float("inf"), "fast": float("inf")}
+    for _ in range(repeats):
+        for name, m in (("exact", exact), ("fast", fast)):
+            best[name] = min(best[name], decode.greedy(m, prompt_ids, n)[1]["seconds"])
+    return best["fast"] / best["exact"]
+
+
 def teacher_windows(teacher: GPT, tok, data_chars: int, block: int = 128, temperature: float = 2.0):
     """The student's training data: non-overlapping windows of the first ``data_chars`` characters,
     their next characters, and the teacher's soft targets log softmax(logits / T), computed once."""
