@@ -271,7 +271,7 @@ def test_the_last_fact_is_retrieved_more_often_than_the_middle_ones(smol, seeds)
 @pytest.mark.parametrize("seed", [2, 3])
 def test_majority_and_recency_biases_on_other_draws(smol, seed):
     """Notebook seeds (0, 1). Pilot, seeds 0-5 one at a time: majority +24..+42 points raw, calibration removed
-    44..100 % of it; recency +7..+10 points raw, calibration removed -100..+42 % of it (it grew in 4 of 6)."""
+    43..100 % of it; recency +7..+10 points raw, calibration removed -100..+43 % of it (it grew in 4 of 6)."""
     _, test = lab.split(2, 6, seed=0)
     rows = [r for pair in lab.PAIRS for r in lab.label_bias(smol, test, pair, seed=seed)]
     s = lab.bias_summary(rows)
@@ -280,3 +280,6 @@ def test_majority_and_recency_biases_on_other_draws(smol, seed):
     assert s["recency"]["raw"] >= 0.04, s
     assert s["majority label"]["removed"] >= 0.3, s
     assert s["recency"]["removed"] < s["majority label"]["removed"] - 0.2, s
+    # why: 'N/A' follows the order of Africa/Europe (pilot +6..+13 points) but not of Americas/Asia (-3..+2)
+    seen = [lab.recency_shift([r for r in rows if r["pair"] == pair], "content_free") for pair in lab.PAIRS]
+    assert seen[0] > seen[1] + 0.02, seen
