@@ -56,3 +56,9 @@ def test_smollm2_lean_paths_keep_the_greedy_text_and_prefix_reuse_keeps_logits()
     r = lab.prefix_reuse(model, tok, "You are a helpful assistant. Question:", [" Why?", " How?"])
     assert r["max_logit_diff"] < 1e-3
     assert decode.weight_bytes(model) == pytest.approx(538e6, rel=0.01)
+    scales = lab.activation_scales(model, tok, "The capital of France is", " Paris")
+    assert scales["fp32"] > 0.5                                   # SmolLM2 knows it in fp32
+    # one scale for the whole prompt loses most of it; one per token keeps it close (measured 0.77 / 0.12 / 0.61)
+    assert scales["int8-mixed, one scale per call"] < 0.5 * scales["fp32"] < scales["int8-mixed, one scale per token"]
+    with pytest.raises(ValueError, match="one token"):
+        lab.activation_scales(model, tok, "The capital of France is", " Paris, France")
