@@ -4,7 +4,8 @@ A country -> continent task built offline from the ``countryinfo`` package, few-
 several formats, answers scored by log-probability (never generated) with the demonstrations'
 KV cache shared by every question (:meth:`course_utils.lm.HFModel.prefix_next_logprobs`),
 contextual calibration (Zhao et al. 2021), label, distraction and position experiments, system
-prompts, the prompt-builder widget and the exercise checkers.
+prompts, the prompt-builder widget and the exercise checkers. The majority-label and recency biases
+live in :mod:`.context_bias`, the probes beyond classification in :mod:`.context_probes`.
 """
 from __future__ import annotations
 

@@ -54,11 +54,16 @@ def label_bias(lm: LanguageModel, test: Sequence[Example], pair: Sequence[str] =
                patterns: Sequence[str] = PATTERNS, fmt: str = "colon") -> list[dict]:
     """One row per prompt: the labels of its examples in order, and per label the share of the test answers
     and the mean probability, raw and after contextual calibration (4-vectors in ``LABELS`` order)."""
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise ValueError(f"pair must be two different labels, got {pair!r}")
     a, b = pair
+    all_letters = [pattern_labels(p, seed) for p in patterns]
+    too_many = [x for x in all_letters if max(x.count("A"), x.count("B")) > 4]
+    if too_many:
+        raise ValueError(f"at most 4 examples of each label per prompt, got {too_many}")
     examples = bias_examples(test, pair, n=4, seed=seed)
     rows = []
-    for pattern in patterns:
-        letters = pattern_labels(pattern, seed)
+    for letters in all_letters:
         picked = {"A": iter(examples[a]), "B": iter(examples[b])}
         demos = [next(picked[x]) for x in letters]
         r = evaluate(lm, demos, test, fmt)

@@ -155,6 +155,14 @@ def test_bias_examples_avoid_the_test_set_and_are_seeded():
         lab.bias_examples(test, (AF,), n=100)
 
 
+def test_label_bias_rejects_bad_pairs_and_patterns_before_running_a_model():
+    _, test = lab.split(2, 6, seed=0)
+    with pytest.raises(ValueError, match="two different labels"):
+        lab.label_bias(None, test, (AF, AF))
+    with pytest.raises(ValueError, match=r"at most 4 .*AAAAA"):
+        lab.label_bias(None, test, (AF, EU), patterns=("AABB", "AAAAA"))
+
+
 def test_bias_figures_have_the_titles_the_notebook_shows():
     rows = [_row([AF, AF, EU, EU], [0.25, 0.0, 0.25, 0.5]), _row([EU, EU, AF, AF], [0.4, 0.0, 0.3, 0.3])]
     fig = lab.recency_figure(rows)
