@@ -56,6 +56,17 @@ def step_times(model: GPT, prompt: torch.Tensor, n: int, use_cache: bool) -> lis
     return times
 
 
+def step_time_figure(without: list[float], with_cache: list[float]):
+    """Milliseconds per generated token against its position, without and with the KV cache."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(y=[1000 * t for t in without], name="no cache"),
+                     go.Scatter(y=[1000 * t for t in with_cache], name="KV cache")])
+    fig.update_layout(title="Time per generated token vs position", xaxis_title="generated token",
+                      yaxis_title="ms", height=340)
+    return fig
+
+
 @torch.inference_mode()
 def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
     """Time to first token for each question with and without a cached shared prefix (SmolLM2).
@@ -92,6 +103,30 @@ def activation_scales(smol, tok, prompt: str = "The capital of France is", answe
                         ("int8-mixed, one scale per token", decode.with_weights(smol, "int8-mixed"))):
         out[name] = float(model(input_ids=ids).logits[0, -1].float().softmax(-1)[target[0]])
     return out
+
+
+def format_rows(smol, tok, prompt_ids: list[int], reference: list[int], n: int = 20) -> dict:
+    """For each of :data:`decode.FORMATS`: bytes read per token (MB), seconds for ``n`` greedy tokens,
+    whether they equal ``reference`` (fp32's), and the loss cost on :data:`decode.PASSAGE` (nats/token)."""
+    passage = tok.encode(decode.PASSAGE)
+    base_loss = decode.text_loss(smol, passage)
+    rows = {}
+    for fmt in decode.FORMATS:
+        m = decode.with_weights(smol, fmt)
+        toks, st = decode.greedy(m, prompt_ids, n)
+        rows[fmt] = dict(s=st["seconds"], mb=decode.weight_bytes(m) / 1e6, same=toks == reference[:n],
+                         dloss=decode.text_loss(m, passage) - base_loss)
+    return rows
+
+
+def interleaved_ratio(exact, fast, prompt_ids: list[int], n: int = 20, repeats: int = 3) -> float:
+    """Best-of-``repeats`` decode time of ``fast`` over ``exact``, the runs interleaved so that whatever
+    else the machine does hits both alike."""
+    best = {"exact": float("inf"), "fast": float("inf")}
+    for _ in range(repeats):
+        for name, m in (("exact", exact), ("fast", fast)):
+            best[name] = min(best[name], decode.greedy(m, prompt_ids, n)[1]["seconds"])
+    return best["fast"] / best["exact"]
 
 
 def teacher_windows(teacher: GPT, tok, data_chars: int, block: int = 128, temperature: float = 2.0):
@@ -181,6 +216,17 @@ def speculative_run(target: GPT, draft: GPT, prompt: torch.Tensor, n: int, gamma
     return dict(tokens=out, alpha=st.acceptance_rate, tokens_per_pass=st.tokens_per_pass,
                 predicted=speculative.expected_tokens_per_pass(st.acceptance_rate, gamma),
                 spec_s=spec_s, alone_s=alone_s, speedup=alone_s / spec_s)
+
+
+def acceptance_figure(grid: dict):
+    """Acceptance rate α against temperature, one line per draft length γ (``grid[γ][T]`` as ``speculative_run`` gives)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, row in grid.items():
+        fig.add_trace(go.Scatter(x=list(row), y=[r["alpha"] for r in row.values()], name=f"γ = {g}", mode="lines+markers"))
+    fig.update_layout(title="Acceptance rate vs temperature", xaxis_title="temperature", yaxis_title="α", height=320)
+    return fig
 
 
 @torch.no_grad()

@@ -62,3 +62,16 @@ def test_smollm2_lean_paths_keep_the_greedy_text_and_prefix_reuse_keeps_logits()
     assert scales["int8-mixed, one scale per call"] < 0.5 * scales["fp32"] < scales["int8-mixed, one scale per token"]
     with pytest.raises(ValueError, match="one token"):
         lab.activation_scales(model, tok, "The capital of France is", " Paris, France")
+    rows = lab.format_rows(model, tok, ids, want, n=4)
+    assert list(rows) == list(decode.FORMATS) and rows["fp32"]["same"] and rows["fp32"]["dloss"] == 0
+    assert rows["int8"]["mb"] < rows["int8-mixed"]["mb"] < rows["bf16"]["mb"] < rows["fp32"]["mb"]
+    assert lab.interleaved_ratio(model, model, ids, n=2, repeats=1) > 0
+
+
+def test_step_time_and_acceptance_figures_plot_what_they_get():
+    fig = lab.step_time_figure([0.002, 0.004], [0.001, 0.001])
+    assert [t.name for t in fig.data] == ["no cache", "KV cache"] and list(fig.data[0].y) == [2.0, 4.0]
+    grid = {2: {0.0: {"alpha": 0.9}, 1.2: {"alpha": 0.5}}, 4: {0.0: {"alpha": 0.8}, 1.2: {"alpha": 0.4}}}
+    fig = lab.acceptance_figure(grid)
+    assert [t.name for t in fig.data] == ["γ = 2", "γ = 4"]
+    assert list(fig.data[1].x) == [0.0, 1.2] and list(fig.data[1].y) == [0.8, 0.4]
