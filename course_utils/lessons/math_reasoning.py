@@ -276,11 +276,19 @@ def check_scratchpad(fn) -> None:
         assert got == want, f"{p.a}+{p.b}: expected {want!r}, got {got!r}"
 
 
-def check_pass_at_k(fn) -> None:
-    """Exercise: ``fn(n, c, k)`` is the unbiased pass@k estimator 1 - C(n-c, k) / C(n, k)."""
-    for n, c, k in [(10, 0, 1), (10, 3, 1), (10, 3, 5), (16, 1, 8), (5, 5, 2), (20, 2, 19), (100, 7, 10)]:
-        got, want = fn(n, c, k), pass_at_k(n, c, k)
-        assert abs(float(got) - want) < 1e-9, f"n={n}, c={c}, k={k}: expected {want:.4f}, got {got}"
+REWARD_CASES = [("42.", 12, 30), ("042.", 12, 30), ("43.", 12, 30), ("42", 12, 30), ("4x.", 12, 30),
+                ("42.junk", 12, 30), (".", 12, 30), (" 42.", 12, 30), ("1000.", 999, 1), ("100.", 999, 1)]
+
+
+def check_reward(fn) -> None:
+    """Exercise: ``fn(text, a, b)`` is a verifiable reward for a plain adder's output ``text``: 1.0 when the
+    digits before the first END are exactly a + b (leading zeros allowed), 0.1 when they are digits but
+    wrong (the format reward), 0.0 when the output is malformed. Reference: :func:`reward` with
+    ``format_bonus=0.1``."""
+    for text, a, b in REWARD_CASES:
+        got, want = fn(text, a, b), reward(text, ar.Problem(a, b), "plain", format_bonus=0.1)
+        assert isinstance(got, (int, float)), f"return a number, got {type(got).__name__}"
+        assert abs(float(got) - want) < 1e-9, f"output {text!r} for {a}+{b}: expected reward {want}, got {got}"
 
 
 def learning_speed(runs: list[dict], fmt: str) -> float:

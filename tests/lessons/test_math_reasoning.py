@@ -1,5 +1,4 @@
 """Companion of notebook 13: adders, the RL driver, the widget's answers and the exercise checkers."""
-import math
 
 import pytest
 import torch
@@ -37,10 +36,21 @@ def test_check_scratchpad_accepts_the_solution_only():
             for i in range(max(len(str(a)), len(str(b))))) + "]")
 
 
-def test_check_pass_at_k_accepts_the_solution_only():
-    lab.check_pass_at_k(lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k))
-    with pytest.raises(AssertionError):      # the biased estimator 1 - (1 - c/n)^k
-        lab.check_pass_at_k(lambda n, c, k: 1 - (1 - c / n) ** k)
+def test_check_reward_accepts_the_solution_only():
+    def solution(text, a, b):
+        if "." not in text:
+            return 0.0
+        body = text.split(".", 1)[0]
+        if not (body.isdigit() and body.isascii()):
+            return 0.0
+        return 1.0 if int(body) == a + b else 0.1
+    lab.check_reward(solution)
+    wrong = [lambda text, a, b: 1.0 if text == f"{a + b}." else 0.0,                  # no format reward, no zeros
+             lambda text, a, b: 1.0 if text.startswith(str(a + b)) else 0.1,          # no END needed
+             lambda text, a, b: 1.0 if text.strip().split(".")[0] == str(a + b) else 0.1 * ("." in text)]
+    for fn in wrong:
+        with pytest.raises(AssertionError):
+            lab.check_reward(fn)
 
 
 # ------------------------------------------------------------------------ the adders
