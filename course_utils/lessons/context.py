@@ -4,7 +4,8 @@ A country -> continent task built offline from the ``countryinfo`` package, few-
 several formats, answers scored by log-probability (never generated) with the demonstrations'
 KV cache shared by every question (:meth:`course_utils.lm.HFModel.prefix_next_logprobs`),
 contextual calibration (Zhao et al. 2021), label, distraction and position experiments, system
-prompts, the prompt-builder widget and the exercise checkers.
+prompts, the prompt-builder widget and the exercise checkers. The majority-label and recency biases
+live in :mod:`.context_bias`, the probes beyond classification in :mod:`.context_probes`.
 """
 from __future__ import annotations
 
@@ -329,6 +330,8 @@ def check_spread(fn: Callable[[Sequence[float]], float]) -> None:
         assert abs(got - spread(accs)) < 1e-9, f"for {accs} expected {spread(accs):g}, got {got!r}"
 
 
-# Loss by position, the fact's depth, system prompts and changed answers live in a sibling module;
-# re-exported here (at the end: it uses Example above) so the notebook keeps one alias, ``lab``.
+# Loss by position, the fact's depth, system prompts and changed answers, and the majority-label and recency
+# biases, live in sibling modules; re-exported here (at the end: they use Example above) so the notebook keeps
+# one alias, ``lab``.
 from .context_probes import *  # noqa: E402,F401,F403
+from .context_bias import *  # noqa: E402,F401,F403  (majority-label and recency biases, Zhao et al. 2021)

@@ -20,7 +20,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from course_utils import assets, plots, train
-from course_utils.model import GPT, Block, GPTConfig, attention, causal_mask, rope
+from course_utils.model import GPT, Block, GPTConfig, attention, causal_mask, rope, sinusoidal_positions
 from course_utils.objectives import masked_batch_fn, masked_lm_loss
 from course_utils.runtime import seeded
 from course_utils.tokenizers import CharTokenizer
@@ -291,25 +291,37 @@ def check_rope(fn) -> None:
             f"with start={start} your rotation differs from RoPE (largest gap {(got - rope(x, start)).abs().max():.3g})"
 
 
-def check_block_params(fn) -> None:
-    """Exercise 2: ``fn(d)`` is the parameter count of one full block (biases on) of width d."""
-    for d in (8, 32, 96):
-        want = sum(p.numel() for p in Block(GPTConfig(vocab_size=10, n_embd=d, n_head=4)).parameters())
-        got = fn(d)
-        assert got == want, f"for d={d} your formula gives {got!r}; a real block of the course GPT has {want:,}"
+def check_sinusoidal(fn) -> None:
+    """Exercise 2: ``fn(T, d)`` is the (T, d) table PE[p, 2i] = sin(p / 10000^(2i/d)),
+    PE[p, 2i+1] = cos(p / 10000^(2i/d)) (Vaswani et al. 2017, section 3.5)."""
+    for T, d in ((5, 8), (16, 32), (3, 96)):
+        got = fn(T, d)
+        assert isinstance(got, torch.Tensor) and got.shape == (T, d), \
+            f"return a tensor of shape ({T}, {d}), got {getattr(got, 'shape', type(got).__name__)}"
+        want = sinusoidal_positions(T, d)
+        assert torch.allclose(got[0], want[0], atol=1e-5), \
+            "position 0 should be sin(0) = 0 in the even columns and cos(0) = 1 in the odd ones"
+        assert torch.allclose(got, want, atol=1e-4), \
+            f"T={T}, d={d}: your table differs from the paper's (largest gap {(got - want).abs().max():.3g}); " \
+            "check which columns get sin, and the exponent 2i/d"
 
 
-def check_masks(fn) -> None:
-    """Exercise 3: ``fn(T, causal)`` is the (T, T) bool mask, True where a query may attend a key."""
-    for T in (1, 4, 7):
-        for causal, want in ((True, causal_mask(T)), (False, torch.ones(T, T, dtype=torch.bool))):
-            got = fn(T, causal)
-            assert isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.shape == (T, T), \
-                f"return a ({T}, {T}) tensor of dtype torch.bool"
-            assert torch.equal(got, want), f"causal={causal}, T={T}: wrong mask\n{got.int()}"
-    q = k = v = torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(attention(q, k, v, fn(5, True))[0], attention(q, k, v, causal_mask(5))[0]), \
-        "the attention output with your causal mask differs"
+def check_padding_mask(fn) -> None:
+    """Exercise 3: ``fn(lengths, T)`` is the (B, T, T) bool mask of a bidirectional encoder over a
+    right-padded batch: True where key j is a real token of sequence b (j < lengths[b])."""
+    lengths, T = [5, 2, 3], 5
+    got = fn(lengths, T)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.shape == (3, T, T), \
+        f"return a (3, {T}, {T}) tensor of dtype torch.bool, got {getattr(got, 'dtype', type(got).__name__)} " \
+        f"{tuple(getattr(got, 'shape', ()))}"
+    want = (torch.arange(T)[None, :] < torch.tensor(lengths)[:, None])[:, None, :].expand(3, T, T)
+    assert torch.equal(got, want), f"wrong mask for lengths {lengths}:\n{got.int()}"
+    # the point of the mask: a padded sequence's real tokens get the outputs they get alone
+    x = torch.randn(3, T, 4, generator=torch.Generator().manual_seed(2))
+    out = attention(x, x, x, got)[0]
+    for b, n in enumerate(lengths):
+        alone = attention(x[b:b + 1, :n], x[b:b + 1, :n], x[b:b + 1, :n])[0]
+        assert torch.allclose(out[b, :n], alone[0], atol=1e-5), "with your mask the padding still changes the outputs"
 
 
 # ----------------------------------------------------------------------------- shipped sweep results

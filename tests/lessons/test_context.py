@@ -76,6 +76,102 @@ def test_repeated_random_is_two_copies_and_seeded():
     assert torch.equal(x, lab.repeated_random(5000, length=10, batch=3, seed=1))
 
 
+# ---------------------------------------------------------------- majority-label and recency biases (no model)
+def _row(labels, share, calibrated=None, pair=("Africa", "Europe")):
+    """A row as lab.label_bias makes it: shares in LABELS order (Africa, Americas, Asia, Europe)."""
+    share = torch.tensor(share)
+    return dict(pair=pair, labels=tuple(labels), share=share,
+                calibrated=share if calibrated is None else torch.tensor(calibrated))
+
+
+AF, EU = "Africa", "Europe"
+
+
+def test_answer_shares_count_the_argmax_of_each_row():
+    probs = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4], [0.2, 0.5, 0.2, 0.1], [0.6, 0.2, 0.1, 0.1]])
+    assert torch.allclose(lab.answer_shares(probs), torch.tensor([0.5, 0.25, 0.0, 0.25]))
+    with pytest.raises(ValueError, match=r"at least one row, got \(0, 4\)"):
+        lab.answer_shares(torch.empty(0, 4))
+    with pytest.raises(ValueError, match=r"got \(4,\)"):
+        lab.answer_shares(torch.tensor([0.7, 0.1, 0.1, 0.1]))
+
+
+def test_pattern_labels_keep_three_to_one_and_are_seeded():
+    assert lab.pattern_labels("AABB") == "AABB"
+    for seed in range(5):
+        a = lab.pattern_labels("mostly A", seed)
+        assert sorted(a) == ["A", "A", "A", "B"] and a == lab.pattern_labels("mostly A", seed)
+        assert sorted(lab.pattern_labels("mostly B", seed)) == ["A", "B", "B", "B"]
+    assert len({lab.pattern_labels("mostly A", s) for s in range(10)}) > 1
+    with pytest.raises(ValueError, match="'AAC'"):
+        lab.pattern_labels("AAC")
+
+
+def test_majority_curve_groups_each_label_by_its_count():
+    rows = [_row([AF] * 4, [0.6, 0.0, 0.1, 0.3]),          # Africa 4 of 4, Europe 0 of 4
+            _row([AF, AF, EU, EU], [0.3, 0.0, 0.2, 0.5]),  # both 2 of 4
+            _row([EU] * 4, [0.2, 0.0, 0.1, 0.7])]          # Europe 4 of 4, Africa 0 of 4
+    # by hand: count 0 -> (Europe 0.3 + Africa 0.2) / 2; count 2 -> (0.3 + 0.5) / 2; count 4 -> (0.6 + 0.7) / 2
+    assert lab.majority_curve(rows) == pytest.approx({0: 0.25, 2: 0.4, 4: 0.65})
+    with pytest.raises(ValueError, match="no rows"):
+        lab.majority_curve([])
+
+
+def test_recency_shift_is_last_label_minus_first_label_over_two_block_prompts():
+    rows = [_row([AF, AF, EU, EU], [0.25, 0.0, 0.25, 0.5]),   # Europe last: 0.5 - 0.25
+            _row([EU, EU, AF, AF], [0.40, 0.0, 0.3, 0.3]),    # Africa last: 0.4 - 0.3
+            _row([AF, EU, AF, AF], [0.9, 0.0, 0.0, 0.1])]     # not two blocks: ignored
+    assert lab.recency_shift(rows) == pytest.approx((0.25 + 0.1) / 2)
+    assert lab.is_split([AF, AF, EU, EU]) and not lab.is_split([AF, EU, AF, EU]) and not lab.is_split([AF] * 4)
+    with pytest.raises(ValueError, match="two-block"):
+        lab.recency_shift(rows[2:])
+
+
+def test_bias_summary_and_removed_fraction():
+    rows = [_row([AF] * 4, [0.6, 0.0, 0.1, 0.3], [0.3, 0, 0.3, 0.4]),
+            _row([AF, AF, EU, EU], [0.25, 0.0, 0.25, 0.5], [0.2, 0, 0.2, 0.6]),
+            _row([EU, EU, AF, AF], [0.4, 0.0, 0.3, 0.3], [0.5, 0, 0.3, 0.2]),
+            _row([EU] * 4, [0.2, 0.0, 0.1, 0.7], [0.3, 0, 0.3, 0.4])]
+    s = lab.bias_summary(rows)
+    # by hand: raw majority (0.6 + 0.7) / 2 - (0.3 + 0.2) / 2 = 0.4; calibrated (0.3 + 0.4) / 2 - (0.4 + 0.3) / 2 = 0
+    assert s["majority label"] == pytest.approx(dict(raw=0.4, calibrated=0.0, removed=1.0))
+    # raw recency ((0.5 - 0.25) + (0.4 - 0.3)) / 2 = 0.175; calibrated ((0.6 - 0.2) + (0.5 - 0.2)) / 2 = 0.35
+    assert s["recency"] == pytest.approx(dict(raw=0.175, calibrated=0.35, removed=-1.0))
+    assert lab.removed_fraction(0.4, 0.1) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="positive.*got 0"):
+        lab.removed_fraction(0, 0.1)
+
+
+def test_bias_examples_avoid_the_test_set_and_are_seeded():
+    _, test = lab.split(2, 6, seed=0)
+    ex = lab.bias_examples(test, (AF, EU), n=4, seed=0)
+    assert {len(v) for v in ex.values()} == {4}
+    assert all(e.label == label for label, v in ex.items() for e in v)
+    assert not {e.country for v in ex.values() for e in v} & {e.country for e in test}
+    assert ex == lab.bias_examples(test, (AF, EU), n=4, seed=0) != lab.bias_examples(test, (AF, EU), n=4, seed=1)
+    with pytest.raises(ValueError, match="among"):
+        lab.bias_examples(test, ("Oceania",))
+    with pytest.raises(ValueError, match="outside the test set"):
+        lab.bias_examples(test, (AF,), n=100)
+
+
+def test_label_bias_rejects_bad_pairs_and_patterns_before_running_a_model():
+    _, test = lab.split(2, 6, seed=0)
+    with pytest.raises(ValueError, match="two different labels"):
+        lab.label_bias(None, test, (AF, AF))
+    with pytest.raises(ValueError, match=r"at most 4 .*AAAAA"):
+        lab.label_bias(None, test, (AF, EU), patterns=("AABB", "AAAAA"))
+
+
+def test_bias_figures_have_the_titles_the_notebook_shows():
+    rows = [_row([AF, AF, EU, EU], [0.25, 0.0, 0.25, 0.5]), _row([EU, EU, AF, AF], [0.4, 0.0, 0.3, 0.3])]
+    fig = lab.recency_figure(rows)
+    assert fig.layout.title.text.startswith("Recency")
+    assert list(fig.data[0].y) == pytest.approx([0.275, 0.45])     # first (0.25 + 0.3) / 2, last (0.5 + 0.4) / 2
+    fig = lab.majority_figure({0: 0.2, 2: 0.3, 4: 0.5}, {0: 0.25, 2: 0.25, 4: 0.3})
+    assert fig.layout.title.text.startswith("Majority label") and list(fig.data[0].x) == ["0 of 4", "2 of 4", "4 of 4"]
+
+
 # ---------------------------------------------------------------- exercise checkers: reference passes, wrong fails
 def test_check_prompt():
     lab.check_prompt(lambda ex, c: lab.few_shot_prompt(ex, "colon", instruction=False) + lab.question(c, "colon"))
@@ -177,3 +273,21 @@ def test_the_last_fact_is_retrieved_more_often_than_the_middle_ones(smol, seeds)
     acc = [sum(v) / len(v) for v in zip(*(lab.position_accuracy(smol, 6, s) for s in seeds))]
     print(f"seeds {seeds}: {acc}")
     assert acc[-1] > sum(acc[1:-1]) / 4 + 0.15, acc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [2, 3])
+def test_majority_and_recency_biases_on_other_draws(smol, seed):
+    """Notebook seeds (0, 1). Pilot, seeds 0-5 one at a time: majority +24..+42 points raw, calibration removed
+    43..100 % of it; recency +7..+10 points raw, calibration removed -100..+43 % of it (it grew in 4 of 6)."""
+    _, test = lab.split(2, 6, seed=0)
+    rows = [r for pair in lab.PAIRS for r in lab.label_bias(smol, test, pair, seed=seed)]
+    s = lab.bias_summary(rows)
+    print(f"seed {seed}: {s}")
+    assert s["majority label"]["raw"] >= 0.15, s
+    assert s["recency"]["raw"] >= 0.04, s
+    assert s["majority label"]["removed"] >= 0.3, s
+    assert s["recency"]["removed"] < s["majority label"]["removed"] - 0.2, s
+    # why: 'N/A' follows the order of Africa/Europe (pilot +6..+13 points) but not of Americas/Asia (-3..+2)
+    seen = [lab.recency_shift([r for r in rows if r["pair"] == pair], "content_free") for pair in lab.PAIRS]
+    assert seen[0] > seen[1] + 0.02, seen

@@ -5,7 +5,7 @@ import torch
 
 from course_utils.checkpoints import load_checkpoint
 from course_utils.lessons import transformer as lab
-from course_utils.model import GPT, GPTConfig, causal_mask, rope
+from course_utils.model import GPT, GPTConfig, causal_mask, rope, sinusoidal_positions
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(mlp=False), dict(tie_weights=False), dict(bias=False),
@@ -188,13 +188,16 @@ def test_figures_build():
 
 def test_exercise_checkers_accept_the_reference_and_refuse_wrong_answers():
     lab.check_rope(rope)
-    lab.check_block_params(lambda d: 12 * d * d + 13 * d)
-    lab.check_masks(lambda T, causal: causal_mask(T) if causal else torch.ones(T, T, dtype=torch.bool))
+    lab.check_sinusoidal(sinusoidal_positions)
+    lab.check_padding_mask(lambda lengths, T: (torch.arange(T)[None, :] < torch.tensor(lengths)[:, None])
+                           [:, None, :].expand(len(lengths), T, T))
     wrong = [(lab.check_rope, lambda x, start=0: x),
              (lab.check_rope, lambda x, start=0: rope(x, start + 1)),
-             (lab.check_block_params, lambda d: 12 * d * d),
-             (lab.check_masks, lambda T, causal: torch.ones(T, T, dtype=torch.bool)),
-             (lab.check_masks, lambda T, causal: torch.ones(T, T, dtype=torch.bool).triu())]
+             (lab.check_sinusoidal, lambda T, d: sinusoidal_positions(T, d).flip(-1)),      # sin and cos swapped
+             (lab.check_sinusoidal, lambda T, d: sinusoidal_positions(T, 2 * d)[:, :d]),    # wrong exponent
+             (lab.check_padding_mask, lambda lengths, T: torch.ones(len(lengths), T, T, dtype=torch.bool)),
+             (lab.check_padding_mask, lambda lengths, T: (torch.arange(T)[:, None] < torch.tensor(lengths)[:, None, None])
+              .expand(len(lengths), T, T))]                                                 # masks queries, not keys
     for checker, fn in wrong:
         with pytest.raises(AssertionError):
             checker(fn)
