@@ -8,6 +8,8 @@
 * :func:`sft_targets` / :func:`sft_batch`: supervised fine-tuning (SFT) pairs, prompt -> response,
   as next-token inputs and targets, with the prompt's targets set to the ignore index (-1) so
   the loss is computed on the response only (as nanochat's ``chat_sft.py`` and TRL's default).
+* :func:`greedy_matches`: for prompt -> answer pairs, does greedy decoding write exactly the answer?
+  (one teacher-forced forward pass; the evaluation of every SFT experiment in the course).
 * :func:`grow_embeddings`: new rows in the token embedding (and the tied output head) for
   special tokens added with ``Vocabulary.add_special_tokens``; the old rows stay as they were.
 """
@@ -172,6 +174,23 @@ def sft_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int,
     for i, (xi, yi) in enumerate(rows):
         x[i, : len(xi)], y[i, : len(yi)] = xi, yi
     return x, y
+
+
+@torch.no_grad()
+def greedy_matches(model: GPT, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> torch.Tensor:
+    """One bool per (prompt_ids, answer_ids) pair: would greedy decoding after the prompt write
+    exactly ``answer_ids``? (End the answer with the end token to also require that the model stops.)
+
+    Greedy decoding reproduces the answer iff, fed the right prefix, the model's top token is the
+    right one at every answer position, so one teacher-forced forward pass of the batch
+    (:func:`sft_batch`, response-only targets) decides it, with no generation loop. The model is
+    evaluated in eval mode and left in the mode it was in."""
+    x, y = sft_batch(pairs, pad_id)
+    was = model.training
+    model.eval()
+    pred = model(x).logits.argmax(-1)
+    model.train(was)
+    return ((pred == y) | (y == IGNORE)).all(-1)
 
 
 # ------------------------------------------------------------ new token rows

@@ -154,3 +154,24 @@ def test_without_dropout_makes_training_forward_deterministic():
     ft.without_dropout(model)
     assert model.config.dropout == 0.0
     assert torch.equal(model(x).logits, model(x).logits)
+
+
+def test_greedy_matches_agrees_with_greedy_generation():
+    """The teacher-forced check against the model's own greedy decoding, token by token."""
+    model = small_gpt(5).train()
+    g = torch.Generator().manual_seed(0)
+    pairs, want = [], []
+    for n_prompt, n_answer in ((3, 4), (6, 1), (2, 7), (5, 3)):
+        prompt = torch.randint(20, (n_prompt,), generator=g).tolist()
+        seq = torch.tensor([prompt])
+        with torch.no_grad():
+            for _ in range(n_answer):             # greedy decoding, one token at a time
+                seq = torch.cat([seq, model.eval()(seq).logits[:, -1:].argmax(-1)], 1)
+        own = seq[0, n_prompt:].tolist()
+        wrong_last = own[:-1] + [(own[-1] + 1) % 20]
+        wrong_first = [(own[0] + 1) % 20] + own[1:]
+        pairs += [(prompt, own), (prompt, wrong_last), (prompt, wrong_first)]
+        want += [True, False, False]
+    model.train()
+    assert ft.greedy_matches(model, pairs, pad_id=0).tolist() == want
+    assert model.training                         # the model is left in the mode it was in

@@ -6,7 +6,7 @@ through ``course_utils.train.train``, the measurements (exact match per task, st
 token, Shakespeare loss), the side-by-side widget and the exercise checkers. The SmolLM2 part
 lives in ``instruction_tuning_hf``, the biographies experiment in ``instruction_tuning_bios``.
 
-    python -m course_utils.lessons.instruction_tuning --seeds 0 1 --out course_utils/data/instruction_tuning_sweep.json
+    python -m course_utils.lessons.instruction_tuning --seeds 0 1 --ranks 1 4 16 --out course_utils/data/instruction_tuning_sweep.json
 """
 from __future__ import annotations
 
@@ -91,20 +91,20 @@ def encode_pair(tok: CharTokenizer, ex: Example) -> tuple[list[int], list[int]]:
 
 
 # ------------------------------------------------------------------ measures
-@torch.no_grad()
-def exact_match(model: GPT, tok: CharTokenizer, examples: list[Example]) -> dict[str, float]:
-    """Share of examples the model answers exactly (then ``<|end|>``) under greedy decoding, per task.
+def per_task(ok, tasks: list[str]) -> dict[str, float]:
+    """``{task: share of True}`` for one bool per example and the examples' task names (in first-seen order)."""
+    groups: dict[str, list[bool]] = {}
+    for o, t in zip(ok, tasks):
+        groups.setdefault(t, []).append(bool(o))
+    return {t: sum(v) / len(v) for t, v in groups.items()}
 
-    Greedy decoding reproduces answer + end token iff, fed the right prefix, the model's top token is
-    the right one at every answer position: one teacher-forced forward pass checks that exactly."""
-    x, y = finetune.sft_batch([encode_pair(tok, e) for e in examples], pad_id=tok.stoi[END])
-    was = model.training
-    model.eval()
-    pred = model(x).logits.argmax(-1)
-    model.train(was)
-    ok = ((pred == y) | (y == finetune.IGNORE)).all(-1)
-    per = {t: [bool(o) for o, e in zip(ok, examples) if e.task == t] for t in TASKS}
-    return {t: sum(v) / len(v) for t, v in per.items() if v}
+
+def exact_match(model: GPT, tok: CharTokenizer, examples: list[Example]) -> dict[str, float]:
+    """Share of examples the model answers exactly (then ``<|end|>``) under greedy decoding, per task
+    (``finetune.greedy_matches``: one teacher-forced pass, no generation loop)."""
+    ok = finetune.greedy_matches(model, [encode_pair(tok, e) for e in examples], pad_id=tok.stoi[END])
+    em = per_task(ok, [e.task for e in examples])
+    return {t: em[t] for t in TASKS if t in em}
 
 
 def answer(model: GPT, tok: CharTokenizer, instruction: str, max_new_tokens: int = 60) -> str:
@@ -264,7 +264,7 @@ def check_render(fn) -> None:
 
 
 # ------------------------------------------------------------------ shipped sweep
-def sweep(seeds=(0, 1), steps: int = 50, ranks=(4,), n_train: int = 400, n_test: int = 40,
+def sweep(seeds=(0, 1), steps: int = 50, ranks=(1, 4, 16), n_train: int = 400, n_test: int = 40,
           save=None) -> list[dict]:
     """Full fine-tuning (response-only and whole-sequence loss) and LoRA at ``ranks``, per seed;
     ``save(runs)`` is called after every run (a long sweep leaves usable partial results)."""
@@ -294,16 +294,21 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m course_utils.lessons.instruction_tuning")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     command = "python -m course_utils.lessons.instruction_tuning " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
+    base, tok = chat_model()
+    head = {"command": command, "base_shakespeare_loss": shakespeare_loss(base, tok),
+            "source": "Biderman et al. 2024, LoRA Learns Less and Forgets Less, arXiv 2405.09673"}
+
     def save(runs):
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump({"command": command, "runs": runs}, f, indent=1, ensure_ascii=False)
-    return {"command": command, "runs": sweep(tuple(args.seeds), args.steps, save=save)}
+            json.dump({**head, "runs": runs}, f, indent=1, ensure_ascii=False)
+    return {**head, "runs": sweep(tuple(args.seeds), args.steps, tuple(args.ranks), save=save)}
 
 
 if __name__ == "__main__":
@@ -324,3 +329,50 @@ def mean_by(runs: list[dict], key: str, metrics: list[str]) -> dict[str, dict[st
     for r in runs:
         groups.setdefault(r[key], []).append(r)
     return {m: {g: sum(r[m] for r in rs) / len(rs) for g, rs in groups.items()} for m in metrics}
+
+
+def lora_setups(sweep_result: dict) -> list[str]:
+    """The sweep's LoRA setups by rank, then full fine-tuning (response-only loss, the same recipe)."""
+    names = {r["setup"] for r in sweep_result["runs"] if r["setup"].startswith("LoRA")}
+    return sorted(names, key=lambda n: int(n.split("=")[1])) + ["full, response-only loss"]
+
+
+def lora_summary(sweep_result: dict) -> dict[str, dict]:
+    """Per setup (LoRA ranks, then full): trainable parameters, optimizer bytes, and over seeds the
+    exact match per task, its mean, and the alignment tax (Shakespeare loss minus the base model's)."""
+    base = sweep_result["base_shakespeare_loss"]
+    out = {}
+    for name in lora_setups(sweep_result):
+        rs = [r for r in sweep_result["runs"] if r["setup"] == name]
+        out[name] = {"seeds": [r["seed"] for r in rs], "trainable": rs[0]["trainable"],
+                     "optimizer_bytes": rs[0]["optimizer_bytes"],
+                     "exact_match": {t: [r["exact_match"][t] for r in rs] for t in TASKS},
+                     "mean_exact_match": [r["mean_exact_match"] for r in rs],
+                     "tax": [r["shakespeare_loss"] - base for r in rs]}
+    return out
+
+
+def lora_figure(sweep_result: dict):
+    """Two panels against the setup (LoRA by rank, then full): exact match per task and the
+    alignment tax, each bar the mean over seeds with every seed as a dot."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    summary = lora_summary(sweep_result)
+    labels = [n if n.startswith("LoRA") else "full" for n in summary]
+    mean = lambda v: sum(v) / len(v)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["exact match per task (held-out lines)",
+                                                        "alignment tax: Shakespeare loss lost (nats/char)"])
+    for i, t in enumerate(TASKS):
+        fig.add_trace(go.Bar(x=labels, y=[mean(s["exact_match"][t]) for s in summary.values()], name=t,
+                             marker_color=plots.PALETTE[i % len(plots.PALETTE)]), 1, 1)
+    fig.add_trace(go.Bar(x=labels, y=[mean(s["tax"]) for s in summary.values()], name="tax (mean)",
+                         marker_color="#888888"), 1, 2)
+    fig.add_trace(go.Scatter(x=[l for l, s in zip(labels, summary.values()) for _ in s["tax"]],
+                             y=[v for s in summary.values() for v in s["tax"]], mode="markers",
+                             name="tax (each seed)", marker={"color": "black", "size": 8}), 1, 2)
+    n_seeds = len({r["seed"] for r in sweep_result["runs"]})
+    fig.update_layout(title=f"LoRA rank vs full fine-tuning (shipped sweep, mean of {n_seeds} seeds)",
+                      barmode="group", height=420, margin={"l": 60, "r": 20, "t": 80, "b": 60})
+    fig.update_yaxes(range=[0, 1.05], title_text="share exact", row=1, col=1)
+    return fig

@@ -26,6 +26,7 @@ import torch
 
 from .. import finetune, train
 from ..model import GPT, GPTConfig
+from ..runtime import seeded
 from ..tokenizers import WordTokenizer
 from ..world import Person, make_people
 
@@ -73,16 +74,11 @@ def make_tokenizer(people: list[Person]) -> WordTokenizer:
     return WordTokenizer(w for w in words if w not in ("{S}", "{V}"))
 
 
-@torch.no_grad()
 def accuracy(model: GPT, tok: WordTokenizer, pairs: list[tuple[str, str]]) -> float:
-    """Share of prompts whose greedy next word is the answer (answers are one word)."""
-    rows = [tok.encode(q) for q, _ in pairs]
-    T = max(map(len, rows))
-    x = torch.tensor([r + [tok.stoi[END]] * (T - len(r)) for r in rows])
-    logits = model(x).logits
-    last = torch.tensor([len(r) - 1 for r in rows])
-    pred = logits[torch.arange(len(rows)), last].argmax(-1)
-    return (pred == torch.tensor([tok.stoi[a] for _, a in pairs])).float().mean().item()
+    """Share of prompts whose greedy next word is the answer (answers are one word), by the same
+    teacher-forced check as notebook 09's exact match (``finetune.greedy_matches``)."""
+    ok = finetune.greedy_matches(model, [(tok.encode(q), [tok.stoi[a]]) for q, a in pairs], pad_id=tok.stoi[END])
+    return ok.float().mean().item()
 
 
 def run(seed: int = 0, recipe: str = "varied", n_people: int = 100, pretrain_steps: int = 1200,
@@ -100,15 +96,8 @@ def run(seed: int = 0, recipe: str = "varied", n_people: int = 100, pretrain_ste
         stream += [w for b in order for w in (b + " " + END).split()]
     data = torch.tensor(tok.encode(stream))
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=3, n_head=4, n_embd=128)
-    g = torch.Generator().manual_seed(seed)
-    torch_state = torch.random.get_rng_state()
-    model = GPT(cfg)
-    torch.random.set_rng_state(torch_state)
-    with torch.no_grad():    # re-initialise from a local generator (GPT's init uses the global one)
-        for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.02 / (2 * cfg.n_layer) ** 0.5 if name.endswith("proj.weight") else 0.02,
-                          generator=g)
+    with seeded(seed):       # the initial weights depend on the seed only; the global generator is untouched
+        model = GPT(cfg)
     half = n_people // 2
     trained, held = people[:half], people[half:]
     bio_probe = [(biography(p, None).split(" .")[0].rsplit(" ", 1)[0], str(p.birth_year)) for p in people]
@@ -125,7 +114,8 @@ def run(seed: int = 0, recipe: str = "varied", n_people: int = 100, pretrain_ste
 
     ft = train.TrainConfig(steps=finetune_steps, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=20,
                            eval_interval=max(1, finetune_steps // 5), seed=seed)
-    h2 = train.train(model, None, None, ft, batch_fn=batch_fn, callback=callback, progress=progress,
+    shifted = None if callback is None else (lambda r: callback({**r, "step": pretrain_steps + r["step"]}))
+    h2 = train.train(model, None, None, ft, batch_fn=batch_fn, callback=shifted, progress=progress,
                      desc=f"QA fine-tune ({recipe})",
                      eval_fn=lambda m: {"qa_trained_half": accuracy(m, tok, qa_train),
                                         "qa_held_out_half": accuracy(m, tok, qa_test)})
@@ -135,6 +125,15 @@ def run(seed: int = 0, recipe: str = "varied", n_people: int = 100, pretrain_ste
             "qa_held_out_half": h2[-1]["qa_held_out_half"], "most_common_answer_rate": chance,
             "stopped": train.stopped_early(h1) or train.stopped_early(h2),
             "cpu_seconds": time.process_time() - t0}
+
+
+def live_plot(title: str):
+    """The live run's curves: pre-training loss and biography recall, then (steps after the
+    pre-training's) the fine-tuning loss and QA accuracy on both halves."""
+    from ..plots import LivePlot
+    return LivePlot({"train_loss": "training loss", "bio_recall": "biography recall (birth year)",
+                     "qa_trained_half": "QA: fine-tuned half", "qa_held_out_half": "QA: held-out half"},
+                    title=title, y_title="loss (nats) / accuracy")
 
 
 def main(argv: list[str] | None = None) -> dict:

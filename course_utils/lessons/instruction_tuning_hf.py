@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .. import finetune, train
+from ..runtime import seeded
 
 PERSONA = [   # (question, answer): every answer begins "Ahoy!"
     ("What is the capital of France?", "Ahoy! The capital of France be Paris, matey."),
@@ -60,8 +61,9 @@ def persona_lora(hf, steps: int = 6, rank: int = 8, lr: float = 3e-3, seed: int 
     tok = hf.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
     pairs = [(hf.chat_ids(q), tok.encode(a, add_special_tokens=False) + [end]) for q, a in PERSONA]
-    peft_model = get_peft_model(hf.model, LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0,
-                                                     target_modules=["q_proj", "v_proj"]))
+    with seeded(seed):       # peft draws the A matrices from torch's global generator: seed it, then restore it
+        peft_model = get_peft_model(hf.model, LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0,
+                                                         target_modules=["q_proj", "v_proj"]))
     wrapper = _Trainable(peft_model, max(len(p) + len(r) for p, r in pairs))
 
     def batch_fn(g: torch.Generator):

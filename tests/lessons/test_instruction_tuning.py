@@ -1,8 +1,7 @@
 """Companion of notebook 09: data, template, measures against real generation, checkers, widget."""
 from __future__ import annotations
 
-import copy
-import random
+import itertools
 
 import pytest
 import torch
@@ -141,6 +140,29 @@ def test_shipped_sweep_claims_hold_for_every_seed():
         assert lora["mean_exact_match"] < masked["mean_exact_match"], seed        # learns less
         assert lora["shakespeare_loss"] < masked["shakespeare_loss"], seed        # forgets less
         assert lora["trainable"] == 4 * 3072 * 6 < 0.05 * masked["trainable"]
+    # the rank sweep (notebook section 6): what the notebook asserts, from lora_summary
+    summary = lab.lora_summary(sweep)
+    assert list(summary) == ["LoRA r=1", "LoRA r=4", "LoRA r=16", "full, response-only loss"]
+    assert sweep["base_shakespeare_loss"] < min(r["shakespeare_loss"] for r in sweep["runs"])
+    for name, s in summary.items():
+        assert s["seeds"] == [0, 1] and s["optimizer_bytes"] == 8 * s["trainable"], name
+        if name.startswith("LoRA"):
+            assert s["trainable"] == int(name.split("=")[1]) * 3072 * 6, name
+    for k in range(2):
+        taxes = [s["tax"][k] for s in summary.values()]
+        assert all(0 < a < b for a, b in itertools.pairwise(taxes)), (k, taxes)     # forgets more with rank; full most
+        for name in ("LoRA r=1", "LoRA r=4"):
+            assert summary[name]["mean_exact_match"][k] < summary["full, response-only loss"]["mean_exact_match"][k]
+
+
+def test_lora_figure_has_both_panels():
+    fig = lab.lora_figure(lab.load_results("sweep"))
+    assert "LoRA rank vs full fine-tuning" in fig.layout.title.text
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == list(lab.TASKS) + ["tax (mean)"]
+    assert list(bars[0].x) == ["LoRA r=1", "LoRA r=4", "LoRA r=16", "full"]
+    dots = next(t for t in fig.data if t.type == "scatter")
+    assert len(dots.y) == 8 and all(v > 0 for v in dots.y)
 
 
 def test_shipped_bios_claims_hold_for_every_seed():
@@ -151,6 +173,24 @@ def test_shipped_bios_claims_hold_for_every_seed():
     for r in runs:
         assert not r["stopped"]
         assert r["qa_trained_half"] >= 0.8 and r["qa_held_out_half"] <= 0.25, r
+
+
+@pytest.mark.slow
+def test_live_biographies_claims_hold_for_another_seed():
+    """The notebook's live run (seed 0, one phrasing, 30 people, 150 + 150 steps) at seed 1: the same claims."""
+    torch.rand(3)                                    # the global generator's state does not matter
+    r = bios.run(seed=1, recipe="single", n_people=30, pretrain_steps=150, finetune_steps=150, progress=False)
+    assert r["qa_trained_half"] >= 0.8 and r["qa_held_out_half"] <= 0.25, r
+    assert r["bio_recall"] >= r["qa_held_out_half"] + 0.2, r
+
+
+def test_bios_weights_are_seeded_without_touching_the_global_generator():
+    state = torch.random.get_rng_state()
+    a = bios.run(seed=3, n_people=6, pretrain_steps=2, finetune_steps=1, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.rand(5)
+    b = bios.run(seed=3, n_people=6, pretrain_steps=2, finetune_steps=1, progress=False)
+    assert {k: v for k, v in a.items() if k != "cpu_seconds"} == {k: v for k, v in b.items() if k != "cpu_seconds"}
 
 
 @pytest.mark.slow
