@@ -312,6 +312,18 @@ def pair_html(tok: CharTokenizer, pairs: Pairs, rc: torch.Tensor, rr: torch.Tens
     return "".join(out) + "</table>"
 
 
+@torch.no_grad()
+def logprob_token_by_token(model: GPT, prompt_ids, response_ids) -> float:
+    """log pi(response | prompt) the slow way: one forward pass per response token, adding the log-probability
+    of the token that actually comes next (what ``preference.sequence_logprob`` does in one pass)."""
+    prompt, response = list(map(int, prompt_ids)), list(map(int, response_ids))
+    total = 0.0
+    for t, token in enumerate(response):
+        context = torch.tensor([prompt + response[:t]])
+        total += torch.log_softmax(model(context).logits[0, -1], -1)[token].item()
+    return total
+
+
 def word_counts(texts: list[str], lexicon=KIND) -> Counter:
     """How often each lexicon word appears in ``texts``."""
     lex = set(lexicon)

@@ -189,3 +189,10 @@ def test_features_are_the_models_last_hidden_states(model_tok):
         logits = base(responses).logits
     assert feats.shape == (2, 24, base.config.n_embd)
     assert torch.allclose(base.head(feats), logits, atol=1e-4)     # the output head reads exactly these
+
+
+def test_token_by_token_logprob_agrees_with_sequence_logprob(model_tok):
+    from course_utils.preference import sequence_logprob
+    base, tok = model_tok
+    p, r = tok.encode("My gentle lord, "), tok.encode("good night")
+    assert lab.logprob_token_by_token(base, p, r) == pytest.approx(sequence_logprob(base, p, r).item(), abs=1e-3)
