@@ -222,17 +222,22 @@ def sweep_widget(runs: list[dict]):
 
 
 def pg_figure(curves: list[dict]):
+    """Shipped policy-gradient runs: the true score (left) and the reward model's score (right) over steps."""
+    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("true score (the lexicon)", "reward model's score (the proxy)"))
     for i, c in enumerate(curves):
         h = [r for r in c["history"] if "true_score" in r]
         dash = "solid" if c["reward"] == "lexicon" else "dash"
-        fig.add_trace(go.Scatter(x=[r["step"] for r in h], y=[r["true_score"] for r in h], mode="lines",
-                                 name=f"true score, reward = {c['reward']} (seed {c['seed']})",
-                                 line=dict(color=plots.PALETTE[i % 10], dash=dash)))
-    fig.update_layout(title="Policy gradient (shipped runs): the true score over steps", xaxis_title="step",
-                      yaxis_title="mean true score of the batch", height=400, margin=dict(l=60, r=20, t=50, b=50))
+        for col, key in ((1, "true_score"), (2, "reward_model")):
+            fig.add_trace(go.Scatter(x=[r["step"] for r in h], y=[r[key] for r in h], mode="lines+markers",
+                                     name=f"reward = {c['reward']} (seed {c['seed']})", legendgroup=str(i),
+                                     showlegend=col == 1, line=dict(color=plots.PALETTE[i % 10], dash=dash)),
+                          row=1, col=col)
+    fig.update_layout(title="Policy gradient (shipped runs): the batch's mean scores over steps", height=420,
+                      margin=dict(l=60, r=20, t=70, b=50))
+    fig.update_xaxes(title_text="step")
     return fig
 
 
