@@ -136,8 +136,16 @@ def test_shipped_pg_curves():
     assert pg["command"].startswith("python -m course_utils.lessons.preference_tuning pg")
     assert {c["reward"] for c in pg["curves"]} == {"reward model", "lexicon"}
     assert len({c["seed"] for c in pg["curves"]}) >= 2
+    ref_distinct = {r["seed"]: r["reference_distinct"] for r in lab.load_results("beta_sweep")["runs"]}
+    for c in pg["curves"]:       # the notebook's claims, on every shipped run
+        h = [r for r in c["history"] if "true_score" in r]
+        assert c["held_out"]["distinct"] < 0.75 * ref_distinct[c["seed"]]
+        if c["reward"] == "lexicon":
+            assert sum(r["true_score"] for r in h[-3:]) / 3 > sum(r["true_score"] for r in h[:2]) / 2 + 1.0
+        else:
+            assert h[-1]["reward_model"] > h[0]["reward_model"] + 5
     fig = lab.pg_figure(pg["curves"])
-    assert len(fig.data) == len(pg["curves"])
+    assert len(fig.data) == 2 * len(pg["curves"])      # true score and reward-model score per run
 
 
 @pytest.mark.slow
