@@ -77,7 +77,7 @@ def dpo(base: GPT, train_pairs: Pairs, test_pairs: Pairs, beta: float = 0.1, ste
         pc, pr = _policy_pair_logprobs(m, test_pairs.prompts, test_pairs.chosen, test_pairs.rejected)
         margins = dpo_margins(pc, pr, ref_test[0], ref_test[1], beta)
         return {"val_loss": dpo_loss(pc, pr, ref_test[0], ref_test[1], beta).item(),
-                "accuracy": (margins > 0).float().mean().item()}
+                "accuracy": pair_accuracy(margins, torch.zeros_like(margins))}   # a tie (step 0) counts half
 
     cfg = train.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup_steps=2,
                             weight_decay=0.0, eval_interval=eval_interval or max(1, steps // 4), seed=seed)

@@ -156,6 +156,7 @@ def test_dpo_starts_at_ln2_and_learns_on_the_real_model(model_tok):
     res = lab.dpo(base, pairs, pairs, beta=0.1, steps=6, seed=0, eval_interval=3, progress=False)
     h = res["history"]
     assert h[0]["val_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert h[0]["accuracy"] == 0.5                        # every margin is exactly 0: ties count half
     assert h[-1]["val_loss"] < h[0]["val_loss"] and h[-1]["accuracy"] > 0.5
     # the reference stays frozen, the base untouched
     assert all(not p.requires_grad for p in res["reference"].parameters())
