@@ -7,8 +7,12 @@ baseline, today's path), the course's lean loop (``course_utils.decode``) in fp3
 and greedy speculative decoding with the int8 copy as draft and the fp32 model as checker (its text
 is the fp32 text by construction). For each: seconds, tokens/s, whether the text equals the fp32
 baseline's, and the bytes-per-token bound (weight bytes / measured memory bandwidth). Lower-precision
-paths also print their loss difference on a fixed passage. The course path is the fastest one; the
-last line is a JSON summary ``{"baseline_s", "course_s", "tokens", "same_text"}``.
+paths also print their loss difference on a fixed passage. The course path is the fastest one whose
+text equals the baseline's or whose loss difference is at most ``--max-loss`` nats/token (default
+0.05, a perplexity about 5 % higher: plain int8 is fastest but loses 0.11 nats/token, int8-mixed 0.048,
+bf16 0.009, measured on this machine; the numbers are deterministic, only the times vary);
+the last line is a JSON summary ``{"baseline_s", "course_s", "course_path", "loss_diff", "tokens",
+"same_text"}``.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tokens", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--gamma", type=int, default=4)
+    p.add_argument("--max-loss", type=float, default=0.05,
+                   help="largest loss difference (nats/token) a lower-precision course path may have")
     args = p.parse_args(argv)
 
     import torch
@@ -68,11 +74,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"{n * nbytes / bandwidth:8.2f} {dloss:+9.4f}")
     print(f"speculative acceptance rate {spec_accept:.2f}; loss diff = loss on a fixed {len(passage)}-token "
           f"passage minus fp32's (nats/token); 'bound s' = {n} x bytes per token / bandwidth")
-    name, course_s, same, _, dloss = min(rows[1:], key=lambda r: r[1])
+    eligible = [r for r in rows[1:] if r[2] or r[4] <= args.max_loss]
+    name, course_s, same, _, dloss = min(eligible, key=lambda r: r[1])
     print(f"course path: {name} ({baseline_s / course_s:.2f}x faster than the baseline"
-          + ("" if same else f", text differs from fp32, loss {dloss:+.4f} nats/token") + ")")
-    summary = {"baseline_s": round(baseline_s, 3), "course_s": round(course_s, 3), "tokens": n,
-               "same_text": bool(same)}
+          + ("" if same else f", text differs from fp32, loss {dloss:+.4f} nats/token") + ")"
+          + f"; eligible: same text or loss diff <= {args.max_loss} nats/token")
+    summary = {"baseline_s": round(baseline_s, 3), "course_s": round(course_s, 3), "course_path": name,
+               "loss_diff": round(dloss, 4), "tokens": n, "same_text": bool(same)}
     print(json.dumps(summary))
     return summary
 

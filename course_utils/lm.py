@@ -294,6 +294,21 @@ class CourseGPT(LanguageModel):
         return self.model(ids).logits
 
 
+def _cache_argument(model) -> str:
+    import inspect
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def hf_forward(model, ids: torch.Tensor, cache=None, **kwargs):
+    """One forward pass of a transformers causal LM with its KV cache: ``(output, cache)``.
+
+    transformers 5.2x renamed the forward argument and output ``past_key_values`` to ``cache``
+    (the old name still works, with a deprecation warning); this is the one place that knows."""
+    key = _cache_argument(model)
+    out = model(input_ids=ids, use_cache=True, **{key: cache}, **kwargs)
+    return out, (out["cache"] if key == "cache" else out.past_key_values)
+
+
 class HFModel(LanguageModel):
     """A transformers causal LM such as SmolLM2 (``assets.load_smollm2``)."""
 
@@ -311,8 +326,8 @@ class HFModel(LanguageModel):
 
     def _next(self, state, ids):
         fed = ids if state is None else ids[:, -1:]
-        out = self.model(input_ids=fed, past_key_values=state, use_cache=True)
-        return out.logits[:, -1, :], out.past_key_values
+        out, cache = hf_forward(self.model, fed, state)
+        return out.logits[:, -1, :], cache
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids).logits
@@ -326,13 +341,10 @@ class HFModel(LanguageModel):
         attention means a real token never sees the padding that follows it, so no mask is needed.
         """
         import copy
-        import inspect
 
         p_ids, rows = self._prefix_rows(prefix, suffixes)
-        # transformers >= 5.2x renamed the forward argument past_key_values to cache
-        key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        out = self.model(input_ids=torch.tensor([p_ids]), use_cache=True)
-        last, cache = out.logits[0, -1].float().log_softmax(-1), (out["cache"] if key == "cache" else out.past_key_values)
+        out, cache = hf_forward(self.model, torch.tensor([p_ids]))
+        last = out.logits[0, -1].float().log_softmax(-1)
         result = torch.empty(len(rows), last.numel())
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
@@ -343,7 +355,7 @@ class HFModel(LanguageModel):
             batch_cache = copy.deepcopy(cache)
             batch_cache.batch_repeat_interleave(len(chunk))
             ids = torch.tensor([r + [0] * (width - len(r)) for r in chunk])
-            logits = self.model(input_ids=ids, use_cache=True, **{key: batch_cache}).logits.float()
+            logits = hf_forward(self.model, ids, batch_cache)[0].logits.float()
             for i, r in enumerate(chunk):
                 result[start + i] = logits[i, len(r) - 1].log_softmax(-1) if r else last
         return result

@@ -148,6 +148,22 @@ ZHENG_2023 = {
 }
 
 
+def zheng_table(verdicts: dict) -> str:
+    """Markdown table: Zheng et al. 2023's judges (:data:`ZHENG_2023`) next to this notebook's SmolLM2 ``verdicts``."""
+    z, models = ZHENG_2023, ("Claude-v1", "GPT-3.5", "GPT-4")
+
+    def row(label: str, key: str, ours: str) -> str:
+        return f"| {label} | " + " | ".join(f"{100 * z[key][m]:.1f}%" for m in models) + f" | {ours} |"
+
+    return "\n".join([
+        "| | " + " | ".join(models) + " | SmolLM2-135M, here |", "|---|---|---|---|---|",
+        row("consistency when the two answers are swapped (Table 2, default prompt)", "consistency",
+            f"{100 * verdicts['consistency']:.0f}%"),
+        row("biased toward the first answer (Table 2)", "biased_toward_first", f"{100 * verdicts['says_A']:.0f}% say \"A\""),
+        row('fooled by a padded answer (Table 3: "repetitive list" attack, 23 answers; here: confident filler)',
+            "repetitive_list_failure", f"{100 * verdicts['padded_wins']:.0f}%")])
+
+
 def judge_prompt(question: str, answer_a: str, answer_b: str) -> str:
     return (f"Question: {question}\nAnswer A: {answer_a}\nAnswer B: {answer_b}\n"
             "Which answer is correct? Reply with one letter, A or B.")

@@ -15,8 +15,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import assets, plots, speculative
+from .. import assets, decode, plots, speculative
 from ..checkpoints import load_checkpoint
+from ..lm import hf_forward
 from ..model import GPT, KVCache
 from ..runtime import seeded
 from ..train import cpu_recipe, full_loss, train
@@ -55,6 +56,17 @@ def step_times(model: GPT, prompt: torch.Tensor, n: int, use_cache: bool) -> lis
     return times
 
 
+def step_time_figure(without: list[float], with_cache: list[float]):
+    """Milliseconds per generated token against its position, without and with the KV cache."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(y=[1000 * t for t in without], name="no cache"),
+                     go.Scatter(y=[1000 * t for t in with_cache], name="KV cache")])
+    fig.update_layout(title="Time per generated token vs position", xaxis_title="generated token",
+                      yaxis_title="ms", height=340)
+    return fig
+
+
 @torch.inference_mode()
 def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
     """Time to first token for each question with and without a cached shared prefix (SmolLM2).
@@ -62,8 +74,7 @@ def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
     Returns seconds with/without reuse, the prefix length and the largest logit difference."""
     import copy
     prefix = tok.encode(system)
-    out = model(input_ids=torch.tensor([prefix]), use_cache=True)
-    cached = out.past_key_values
+    cached = hf_forward(model, torch.tensor([prefix]))[1]
     cold, warm, diff = [], [], 0.0
     for q in questions:
         ids = tok.encode(system + q)
@@ -72,14 +83,28 @@ def prefix_reuse(model, tok, system: str, questions: list[str]) -> dict:
         full = model(input_ids=torch.tensor([ids])).logits[0, -1]
         cold.append(time.perf_counter() - t)
         t = time.perf_counter()
-        reused = model(input_ids=torch.tensor([ids[len(prefix):]]), past_key_values=copy.deepcopy(cached),
-                       use_cache=True).logits[0, -1]
+        reused = hf_forward(model, torch.tensor([ids[len(prefix):]]), copy.deepcopy(cached))[0].logits[0, -1]
         warm.append(time.perf_counter() - t)
         diff = max(diff, float((full - reused).abs().max()))
     return dict(cold_s=cold, warm_s=warm, prefix_tokens=len(prefix), max_logit_diff=diff)
 
 
 # -------------------------------------------------------------- 5. distillation
+@torch.inference_mode()
+def activation_scales(smol, tok, prompt: str = "The capital of France is", answer: str = " Paris") -> dict:
+    """p(``answer`` | ``prompt``) under fp32 and under int8-mixed with one activation scale per call
+    (torch's dynamic quantisation as is) and with one scale per token (:class:`decode.PerTokenInt8`)."""
+    ids = torch.tensor([tok.encode(prompt)])
+    target = tok.encode(answer)
+    if len(target) != 1:
+        raise ValueError(f"answer must be one token, {answer!r} is {len(target)}")
+    out = {}
+    for name, model in (("fp32", smol), ("int8-mixed, one scale per call", decode.with_weights(smol, "int8-mixed", per_token=False)),
+                        ("int8-mixed, one scale per token", decode.with_weights(smol, "int8-mixed"))):
+        out[name] = float(model(input_ids=ids).logits[0, -1].float().softmax(-1)[target[0]])
+    return out
+
+
 def teacher_windows(teacher: GPT, tok, data_chars: int, block: int = 128, temperature: float = 2.0):
     """The student's training data: non-overlapping windows of the first ``data_chars`` characters,
     their next characters, and the teacher's soft targets log softmax(logits / T), computed once."""
@@ -167,6 +192,17 @@ def speculative_run(target: GPT, draft: GPT, prompt: torch.Tensor, n: int, gamma
     return dict(tokens=out, alpha=st.acceptance_rate, tokens_per_pass=st.tokens_per_pass,
                 predicted=speculative.expected_tokens_per_pass(st.acceptance_rate, gamma),
                 spec_s=spec_s, alone_s=alone_s, speedup=alone_s / spec_s)
+
+
+def acceptance_figure(grid: dict):
+    """Acceptance rate α against temperature, one line per draft length γ (``grid[γ][T]`` as ``speculative_run`` gives)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, row in grid.items():
+        fig.add_trace(go.Scatter(x=list(row), y=[r["alpha"] for r in row.values()], name=f"γ = {g}", mode="lines+markers"))
+    fig.update_layout(title="Acceptance rate vs temperature", xaxis_title="temperature", yaxis_title="α", height=320)
+    return fig
 
 
 @torch.no_grad()

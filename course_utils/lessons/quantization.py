@@ -279,6 +279,31 @@ def check_int4_size_gb(answer: float, params: float = 7e9, group_size: int = 64)
     assert math.isclose(answer, truth, rel_tol=0.01), f"{answer} GB is not right (within 1%)"
 
 
+# ------------------------------------------------------------------ 5. Q4_1 blocks
+def q4_1_block(weight: torch.Tensor, index: int = 0) -> dict:
+    """Block ``index`` (32 weights) of ``weight`` encoded as GGUF Q4_1 (:func:`quantize.q4_1_quantize`) and
+    read back field by field: the fp16 scale ``d``, the fp16 minimum ``m``, the 32 four-bit codes (byte
+    ``j`` holds code ``j`` in its low nibble, code ``j + 16`` in its high one) and whether
+    ``d * code + m`` gives the block's weights back exactly."""
+    blocks = weight.detach().float().reshape(-1, Q.Q4_1_BLOCK)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(blocks):
+        raise ValueError(f"index must be an integer from 0 to {len(blocks) - 1}, got {index!r}")
+    block = blocks[index]
+    raw = Q.q4_1_quantize(block)
+    d, m = (torch.frombuffer(bytearray(raw[i:i + 2]), dtype=torch.float16).item() for i in (0, 2))
+    packed = list(raw[4:Q.Q4_1_BYTES])
+    codes = [b & 0x0F for b in packed] + [b >> 4 for b in packed]
+    decoded = d * torch.tensor(codes, dtype=torch.float32) + m
+    return {"d": d, "m": m, "codes": codes, "decoded": decoded, "weights": block,
+            "exact": torch.equal(decoded, block)}
+
+
+def q4_1_reencodes_exactly(linears: Sequence[nn.Linear]) -> bool:
+    """Whether encoding each Linear's weight as Q4_1 and decoding it gives the same floats, bit for bit."""
+    return all(torch.equal(Q.q4_1_dequantize(Q.q4_1_quantize(lin.weight)).view_as(lin.weight), lin.weight)
+               for lin in linears)
+
+
 # ------------------------------------------------------------------ 6-7. SmolLM2
 def smollm2_sweep(smol: lm.HFModel, ids: torch.Tensor, prompt: str, window: int = 256,
                   n_new: int = 12) -> list[dict]:

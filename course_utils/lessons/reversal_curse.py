@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..lm import hf_forward
 from ..model import GPT
 from ..plots import LivePlot, error_html, grouped_bars, replace_figure
 from ..reversal import (SEP, SUBSETS, fill, flatten, rank_percentile, reverse_units,
@@ -311,14 +312,13 @@ def in_context_reversal(model: GPT, tok: WordTokenizer, world: Sequence[Fact], n
 def _continuation_scores(hf_model, prompt: list[int], continuations: list[list[int]]) -> list[float]:
     """sum_t log p(c_t | prompt, c_<t) for each continuation, running the prompt only once: its KV cache
     is extended by each continuation and cropped back to the prompt afterwards."""
-    out = hf_model(input_ids=torch.tensor([prompt]), use_cache=True)
-    cache, first = out.past_key_values, out.logits[0, -1].float().log_softmax(-1)
+    out, cache = hf_forward(hf_model, torch.tensor([prompt]))
+    first = out.logits[0, -1].float().log_softmax(-1)
     scores = []
     for c in continuations:
         total = first[c[0]].item()
         if len(c) > 1:
-            rest = hf_model(input_ids=torch.tensor([c[:-1]]), past_key_values=cache,
-                            use_cache=True).logits[0].float().log_softmax(-1)
+            rest = hf_forward(hf_model, torch.tensor([c[:-1]]), cache)[0].logits[0].float().log_softmax(-1)
             cache.crop(-(len(c) - 1))          # drop the continuation again, keep the prompt
             total += sum(rest[j, t].item() for j, t in enumerate(c[1:]))
         scores.append(total)

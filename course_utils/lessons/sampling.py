@@ -4,7 +4,8 @@ The models come through the core adapter :mod:`course_utils.lm`; the knobs thems
 :mod:`course_utils.sampling`.
 
 * :class:`DistributionSurgeon`: the slider widget (temperature, top-k, top-p, min-p,
-  repetition penalty) over a plotly bar chart of the next-token distribution.
+  repetition penalty) over a plotly bar chart of the next-token distribution; its Generate button
+  says how long the continuation took.
 * The float experiments behind "temperature 0 is not deterministic" and the figures.
 * Text-quality measures (distinct-n, repeated n-grams, non-words, Spearman) and the checkers.
 * Temperature 0 on SmolLM2 (:mod:`.sampling_batch`): greedy chat answers alone, in a left-padded
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from typing import Callable, Sequence
 
 import plotly.graph_objects as go
@@ -174,14 +176,18 @@ class DistributionSurgeon:
     def generate(self) -> str | None:
         """Continue the prompt with the current knobs and seed; show and return the text."""
         try:
+            start = time.perf_counter()
             gen = self.lm.generate(self.prompt.value, int(self.length.value), self.knobs(), seed=self.seed)
+            seconds = time.perf_counter() - start
         except ValueError as exc:
             self.text.value = error_html(exc)
             return None
+        n_new = len(gen.new_ids[0])
         self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap;border:1px solid #ddd;"
                            f"padding:6px'><b>{html.escape(self.prompt.value)}</b>{html.escape(gen.texts[0])}</div>"
                            f"<small>seed {self.seed} &middot; {html.escape(self.knobs().label())} &middot; "
-                           f"mean log-prob {gen.mean_logprob[0]:.2f} nats/token</small>")
+                           f"mean log-prob {gen.mean_logprob[0]:.2f} nats/token &middot; "
+                           f"{n_new} tokens in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} tokens/s)</small>")
         return gen.texts[0]
 
     def new_seed(self) -> str | None:

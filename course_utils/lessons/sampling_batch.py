@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..lm import HFModel
+from ..lm import HFModel, hf_forward
 
 # Short requests a chat model answers, of different token lengths (so the batch needs padding).
 CHAT_QUESTIONS = (
@@ -48,9 +48,8 @@ def greedy_padded(lm: HFModel, rows: list[list[int]], max_new_tokens: int, extra
     state, fed, new, margins = None, ids, [], []
     for _ in range(max_new_tokens):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -fed.size(1):]
-        out = model(input_ids=fed, attention_mask=mask, position_ids=positions, past_key_values=state,
-                    use_cache=True)
-        state, logits = out.past_key_values, out.logits[:, -1].float()
+        out, state = hf_forward(model, fed, state, attention_mask=mask, position_ids=positions)
+        logits = out.logits[:, -1].float()
         top2 = logits.topk(2, dim=-1).values
         margins.append(top2[:, 0] - top2[:, 1])
         fed = logits.argmax(-1, keepdim=True)

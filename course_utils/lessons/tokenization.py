@@ -1,5 +1,7 @@
 """Companion of notebook 01 (tokenization): coloured token chips, side-by-side tokenizer
-comparisons, the token X-ray, digit and language plots, and the exercise checkers.
+comparisons, the token X-ray, digit and language plots, and the exercise checkers. SmolLM2's measured
+addition accuracy (a shipped JSON, its CLI and the live check) lives in the sibling
+:mod:`.tokenization_addition` (re-exported here).
 
 Every function accepts any tokenizer the course meets (tiktoken, the course's ``BPETokenizer``
 or ``CharTokenizer``, SmolLM2's Hugging Face tokenizer), through :mod:`course_utils.tokenizers.pieces`.
@@ -15,6 +17,8 @@ import plotly.graph_objects as go
 
 from .. import lm
 from ..tokenizers import BPETokenizer, count_tokens, encode, merge_pair, piece_label, token_pieces, token_strings
+from .tokenization_addition import (addition_digit_table, addition_figure, addition_live_check,  # noqa: F401
+                                    addition_run, addition_table, digit_accuracy, load_addition_results)
 
 # Pastel colours for neighbouring chips (cycled by position, as tiktokenizer does).
 CHIP_COLORS = ("#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad")

@@ -26,6 +26,14 @@ def test_zheng_figures_are_the_papers():
     assert z["repetitive_list_failure"]["GPT-4"] == 0.087 and z["gpt4_consistency_few_shot"] == 0.775
 
 
+def test_zheng_table_puts_the_paper_next_to_our_verdicts():
+    rows = lab.zheng_table({"consistency": 0.125, "says_A": 1.0, "padded_wins": 0.875}).splitlines()
+    assert len(rows) == 5 and all(r.count("|") == 6 for r in rows)
+    assert rows[2].endswith("| 23.8% | 46.2% | 65.0% | 12% |")
+    assert rows[3].endswith('| 75.0% | 50.0% | 30.0% | 100% say "A" |')
+    assert rows[4].endswith("| 91.3% | 91.3% | 8.7% | 88% |")
+
+
 # ------------------------------------------------------------------ exercise checkers: reference passes, wrong fails
 def _raises_assertion(fn):
     with pytest.raises(AssertionError):

@@ -56,3 +56,18 @@ def test_smollm2_lean_paths_keep_the_greedy_text_and_prefix_reuse_keeps_logits()
     r = lab.prefix_reuse(model, tok, "You are a helpful assistant. Question:", [" Why?", " How?"])
     assert r["max_logit_diff"] < 1e-3
     assert decode.weight_bytes(model) == pytest.approx(538e6, rel=0.01)
+    scales = lab.activation_scales(model, tok, "The capital of France is", " Paris")
+    assert scales["fp32"] > 0.5                                   # SmolLM2 knows it in fp32
+    # one scale for the whole prompt loses most of it; one per token keeps it close (measured 0.77 / 0.12 / 0.61)
+    assert scales["int8-mixed, one scale per call"] < 0.5 * scales["fp32"] < scales["int8-mixed, one scale per token"]
+    with pytest.raises(ValueError, match="one token"):
+        lab.activation_scales(model, tok, "The capital of France is", " Paris, France")
+
+
+def test_step_time_and_acceptance_figures_plot_what_they_get():
+    fig = lab.step_time_figure([0.002, 0.004], [0.001, 0.001])
+    assert [t.name for t in fig.data] == ["no cache", "KV cache"] and list(fig.data[0].y) == [2.0, 4.0]
+    grid = {2: {0.0: {"alpha": 0.9}, 1.2: {"alpha": 0.5}}, 4: {0.0: {"alpha": 0.8}, 1.2: {"alpha": 0.4}}}
+    fig = lab.acceptance_figure(grid)
+    assert [t.name for t in fig.data] == ["γ = 2", "γ = 4"]
+    assert list(fig.data[1].x) == [0.0, 1.2] and list(fig.data[1].y) == [0.8, 0.4]

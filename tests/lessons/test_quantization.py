@@ -106,3 +106,38 @@ def test_sweep_rows_match_a_direct_evaluation(course):
     assert lab.loss_vs_bits_figure(rows, base, "t").layout.title.text == "t"
     assert len(lab.levels_figure().data) == 3
     assert lab.course_sample(model, tok, 20) == lab.course_sample(model, tok, 20)   # seeded
+
+
+def test_q4_1_block_reads_the_fields_the_gguf_reference_decodes():
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(assets.smollm2_gguf_path()))
+    t = next(t for t in reader.tensors if t.tensor_type.name == "Q4_1")
+    raw = np.asarray(t.data)[:2]                             # two rows of real SmolLM2 blocks
+    weights = torch.from_numpy(gguf.dequantize(raw, gguf.GGMLQuantizationType.Q4_1).copy()).reshape(-1).float()
+    blocks = raw.tobytes()
+    for index in (0, 1, 7):
+        blk = lab.q4_1_block(weights, index)
+        ref = blocks[index * Q.Q4_1_BYTES:(index + 1) * Q.Q4_1_BYTES]
+        d, m = np.frombuffer(ref[:4], dtype=np.float16).astype(float)
+        codes = [b & 15 for b in ref[4:]] + [b >> 4 for b in ref[4:]]
+        assert (blk["d"], blk["m"], blk["codes"]) == (d, m, codes)
+        assert blk["exact"] and torch.equal(blk["decoded"], Q.q4_1_dequantize(ref))
+    rows = weights.view(-1, 64)
+    lin = torch.nn.Linear(64, len(rows), bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(rows)
+    assert lab.q4_1_reencodes_exactly([lin])
+
+
+def test_q4_1_block_rejects_bad_indices_and_sees_off_grid_weights():
+    x = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    blk = lab.q4_1_block(x, 1)
+    assert all(0 <= c <= 15 for c in blk["codes"]) and not blk["exact"], "random floats are not on a Q4_1 grid"
+    assert (blk["decoded"] - x[1]).abs().max() <= (x[1].max() - x[1].min()) / 15 / 2 + 2e-3
+    lin = torch.nn.Linear(32, 2, bias=False)
+    assert not lab.q4_1_reencodes_exactly([lin])
+    for bad in (2, -1, True, 0.5):
+        with pytest.raises(ValueError, match="from 0 to 1"):
+            lab.q4_1_block(x, bad)

@@ -143,3 +143,62 @@ def test_digit_probability_after_a_trailing_space():
     assert "im_start" in chips and "<sub" in chips
     with pytest.raises(ValueError, match="one token per digit"):
         lab.digit_probability(None, CharTokenizer("ab"), "x")           # no digit tokens at all
+
+
+# ------------------------------------------------- SmolLM2's shipped addition measurement
+def test_addition_results_are_complete_and_consistent():
+    from course_utils import arithmetic as ar
+    from course_utils.lessons.tokenization_addition import BATCH_SIZE
+
+    res = lab.load_addition_results()
+    for key in ("command", "date", "model", "seed", "n_problems", "torch", "transformers"):
+        assert res[key] not in (None, ""), key
+    assert res["command"].startswith("python -m course_utils.lessons.tokenization_addition")
+    assert "SmolLM2-135M-Instruct" in res["model"] and res["batch_size"] == BATCH_SIZE
+    assert sorted((r["n_digits"], r["separators"]) for r in res["runs"]) == \
+        sorted((n, s) for n in range(1, 7) for s in (False, True))
+    for run in res["runs"]:
+        problems = ar.make_problems(res["n_problems"], run["n_digits"], res["seed"])
+        assert [(p["a"], p["b"]) for p in run["problems"]] == [(p.a, p.b) for p in problems]
+        for p in run["problems"]:
+            assert p["parsed"] == ar.parse_number(p["reply"]) and p["correct"] == (p["parsed"] == p["a"] + p["b"])
+        assert run["accuracy"] == sum(p["correct"] for p in run["problems"]) / res["n_problems"]
+        assert 0 <= lab.digit_accuracy(run) <= 1
+    # up to 3 digits the two ways of writing a number are the same question: same answers
+    for n in (1, 2, 3):
+        plain, sep = lab.addition_run(res, n, False), lab.addition_run(res, n, True)
+        assert [p["parsed"] for p in plain["problems"]] == [p["parsed"] for p in sep["problems"]]
+    with pytest.raises(ValueError, match="n_digits=9"):
+        lab.addition_run(res, 9, False)
+
+
+def test_digit_accuracy_counts_positions_from_the_units():
+    run = {"problems": [{"a": 120, "b": 3, "parsed": 123}, {"a": 120, "b": 3, "parsed": 923},
+                        {"a": 120, "b": 3, "parsed": 1123}, {"a": 120, "b": 3, "parsed": None}]}
+    assert lab.digit_accuracy(run) == pytest.approx((1 + 2 / 3 + 3 / 4 + 0) / 4)
+
+
+def test_addition_figure_and_live_check_arguments():
+    res = lab.load_addition_results()
+    fig = lab.addition_figure(res)
+    assert len(fig.data) == 4 and "SmolLM2" in fig.layout.title.text
+    exact = lab.addition_table(res)
+    assert list(fig.data[0].y) == [100 * exact[False][n] for n in range(1, 7)]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="batches"):
+            lab.addition_live_check(None, res, batches=bad)
+
+
+@pytest.mark.slow
+def test_recorded_addition_replies_are_reproduced():
+    """Re-ask the first batch of two recorded settings: greedy decoding must give the recorded replies."""
+    from course_utils.assets import load_smollm2
+    from course_utils.lm import HFModel
+
+    smol = HFModel(*load_smollm2(verbose=False))
+    res = lab.load_addition_results()
+    for n, separators in ((2, False), (5, True)):
+        live = lab.addition_live_check(smol, res, n_digits=n, separators=separators)
+        assert live["n_problems"] == res["batch_size"]
+        assert live["agree"] == live["n_problems"], live["mismatches"][:2]
+        assert live["live_accuracy"] == live["recorded_accuracy"]
