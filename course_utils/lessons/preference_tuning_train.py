@@ -188,7 +188,7 @@ def sweep_figure(runs: list[dict], beta: float | None = None):
                                  name=f"β = {b}", marker=dict(size=16 if b == beta else 9, color=plots.PALETTE[i],
                                                               line=dict(width=2 if b == beta else 0, color="black"))))
     ref = sum(r["reference_true_score"] for r in runs) / len(runs)
-    fig.add_hline(y=ref, line_dash="dot", annotation_text="reference model")
+    fig.add_hline(y=ref, line_dash="dot", annotation_text="reference model (mean over seeds)")
     title = "DPO: true score vs KL to the reference" + (f" (β = {beta} highlighted)" if beta is not None else "")
     fig.update_layout(title=title, xaxis_title="KL(tuned || reference), nats per continuation",
                       yaxis_title="mean true score of samples", height=400, margin=dict(l=60, r=20, t=50, b=50))
