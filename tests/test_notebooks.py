@@ -28,6 +28,8 @@ def test_notebook_conventions(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert "widgets" not in nb["metadata"], "no stored widget state"
     cells = nb["cells"]
+    ids = [c.get("id") for c in cells]
+    assert None not in ids and len(set(ids)) == len(ids), "every cell has its own id (nbformat 4.5)"
     first = "".join(cells[0]["source"])
     assert cells[0]["cell_type"] == "markdown" and re.search(
         r"\b(run|runs|runtime|takes|CPU time)\b[\s\S]*\d+(\.\d+)?\s*(s|seconds?|min(ute)?s?)\b", first, re.I), \
