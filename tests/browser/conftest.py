@@ -430,6 +430,12 @@ class NotebookRun:
         return self.page.locator(".jp-Notebook .jp-Cell").filter(
             has=self.page.locator(".js-plotly-plot .gtitle", has_text=re.compile(title)))
 
+    def plot_cell(self, title: str):
+        """The first cell holding a figure titled like ``title``; fails, listing the titles there are, if none."""
+        cell = self.cell_with_plot(title)
+        assert cell.count() >= 1, f"{self.name}: no figure titled like {title!r}; titles: {self.plot_titles()}"
+        return cell.first
+
     def cell_with(self, selector: str):
         """The notebook cell holding an element matching the CSS ``selector``."""
         return self.page.locator(".jp-Notebook .jp-Cell").filter(has=self.page.locator(selector))

@@ -10,9 +10,7 @@ BUILDER = r"^Prompt builder"            # course_utils.lessons.context.BUILDER_T
 
 
 def _builder(run):
-    cell = run.cell_with_plot(BUILDER)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {BUILDER!r}; titles: {run.plot_titles()}"
-    return cell.first
+    return run.plot_cell(BUILDER)
 
 
 def _type(run, box, text: str) -> None:

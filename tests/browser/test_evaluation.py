@@ -14,9 +14,7 @@ def _verdict(cell):
 @pytest.mark.notebook("*_evaluation.ipynb")
 def test_evaluation_editing_an_answer_changes_the_scores(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(TITLE)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {TITLE!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(TITLE)
     box = run.text_input(r"^answer A$", cell).first
     before, line_before = run.plots_state(cell), _verdict(cell).inner_text()
     run.shot("pair-before", cell)
@@ -32,7 +30,7 @@ def test_evaluation_editing_an_answer_changes_the_scores(course_notebook):
 @pytest.mark.notebook("*_evaluation.ipynb")
 def test_evaluation_swap_order_changes_the_judge(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(TITLE).first
+    cell = run.plot_cell(TITLE)
     assert "saw answer A first" in _verdict(cell).inner_text()
     before = run.plots_state(cell)
     button = run.button(r"swap order", cell)

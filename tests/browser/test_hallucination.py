@@ -13,9 +13,7 @@ def note_text(cell) -> str:
 @pytest.mark.notebook("*_hallucination.ipynb")
 def test_ask_widget_retrieval_changes_the_answer(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(ASK)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {ASK!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(ASK)
     box = run.text_input(r"^question", cell).first
     assert box.input_value().startswith("where does "), box.input_value()
     # An unknown (held-out) person: closed book, the model invents a city.

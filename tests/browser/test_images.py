@@ -6,9 +6,7 @@ EXPLORER = r"^Image explorer"        # course_utils.lessons.images.ImageExplorer
 
 
 def explorer_cell(run):
-    cell = run.cell_with_plot(EXPLORER)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {EXPLORER!r}; titles: {run.plot_titles()}"
-    return cell.first
+    return run.plot_cell(EXPLORER)
 
 
 @pytest.mark.notebook("*_images_as_tokens.ipynb")

@@ -23,9 +23,7 @@ def _kept(run, cell) -> int:
 @pytest.mark.notebook("04_*.ipynb")
 def test_sampling_temperature_slider_reshapes_chart(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(SURGEON)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {SURGEON!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(SURGEON)
     slider = run.slider(r"^temperature", cell)
     before = run.plots_state(cell)
     run.shot("surgeon-before", cell)
@@ -39,7 +37,7 @@ def test_sampling_temperature_slider_reshapes_chart(course_notebook):
 @pytest.mark.notebook("04_*.ipynb")
 def test_sampling_top_p_slider_removes_tokens(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(SURGEON).first
+    cell = run.plot_cell(SURGEON)
     slider = run.slider(r"^top-p", cell)
     kept_before = _kept(run, cell)
     before = run.plots_state(cell)
@@ -62,7 +60,7 @@ def _generated(cell) -> str:
 @pytest.mark.notebook("04_*.ipynb")
 def test_sampling_generate_button_writes_new_text(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(SURGEON).first
+    cell = run.plot_cell(SURGEON)
     texts = [_generated(cell)]
     for label in (r"^\s*Generate\s*$", r"New seed"):
         button = run.button(label, cell)
@@ -105,9 +103,7 @@ def _step_slider_until_title(run, cell, name: str, title: str, how: str = "inclu
 @pytest.mark.parametrize("selector", ["layer", "head"])
 def test_attention_selector_changes_heatmap(course_notebook, selector):
     run = course_notebook
-    cell = run.cell_with_plot(EXPLORER)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {EXPLORER!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(EXPLORER)
     new = _step_slider_until_title(run, cell, selector, selector + " {value}")
     run.shot(f"attention-{selector}-{new}", cell)
 
@@ -118,9 +114,7 @@ LAYER_GRID = r"^SmolLM2: all \d+ heads of layer"   # course_utils.lessons.attent
 @pytest.mark.notebook("02_*.ipynb")
 def test_attention_layer_grid_follows_the_layer_slider(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(LAYER_GRID)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {LAYER_GRID!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(LAYER_GRID)
     new = _step_slider_until_title(run, cell, "layer", "layer {value}", how="endsWith")
     run.shot(f"attention-smollm2-layer-{new}", cell)
 

@@ -9,9 +9,7 @@ SWEEP = r"^DPO: true score vs KL to the reference"          # lab.sweep_figure
 @pytest.mark.notebook("*_preference_tuning.ipynb")
 def test_best_of_n_slider_changes_the_plot(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(BEST_OF_N)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {BEST_OF_N!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(BEST_OF_N)
     slider = run.slider(r"^best-of n", cell)
     assert slider.count(), f"{run.name}: no 'best-of n' slider"
     before = run.plots_state(cell)
@@ -32,9 +30,7 @@ def test_best_of_n_slider_changes_the_plot(course_notebook):
 @pytest.mark.notebook("*_preference_tuning.ipynb")
 def test_beta_slider_highlights_another_run(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(SWEEP)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {SWEEP!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(SWEEP)
     slider = run.slider(r"^β", cell)
     assert slider.count(), f"{run.name}: no 'β' slider"
     before = run.plots_state(cell)

@@ -9,9 +9,7 @@ NEIGHBOURS = r"^Nearest neighbours"          # course_utils.lessons.transformer.
 @pytest.mark.notebook("*_inside_the_transformer.ipynb")
 def test_parameter_calculator_depth_slider_changes_the_count(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(CALCULATOR)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {CALCULATOR!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(CALCULATOR)
     slider = run.slider(r"^depth$", cell)
     assert slider.count(), f"{run.name}: no 'depth' slider next to the calculator"
     before = run.plots_state(cell)
@@ -29,9 +27,7 @@ def test_parameter_calculator_depth_slider_changes_the_count(course_notebook):
 @pytest.mark.notebook("*_inside_the_transformer.ipynb")
 def test_neighbour_explorer_follows_the_typed_token(course_notebook):
     run = course_notebook
-    cell = run.cell_with_plot(NEIGHBOURS)
-    assert cell.count() >= 1, f"{run.name}: no figure titled like {NEIGHBOURS!r}; titles: {run.plot_titles()}"
-    cell = cell.first
+    cell = run.plot_cell(NEIGHBOURS)
     box = run.text_input(r"^token:?$", cell).first
     before = run.plots_state(cell)
     box.fill("A")
